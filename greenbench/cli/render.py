@@ -1,0 +1,118 @@
+"""Terminal rendering: the only module that imports rich.
+
+Commands print results through these helpers: tables on a TTY-friendly console on stdout, messages
+and progress on stderr, so that ``--json`` output on stdout stays machine-readable.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+_stdout: Console | None = None
+_stderr: Console | None = None
+
+
+def console() -> Console:
+    """Console on stdout (results)."""
+    global _stdout
+    if _stdout is None or _stdout.file is not sys.stdout:
+        _stdout = Console(file=sys.stdout, highlight=False, soft_wrap=False)
+    return _stdout
+
+
+def err_console() -> Console:
+    """Console on stderr (messages, warnings, progress)."""
+    global _stderr
+    if _stderr is None or _stderr.file is not sys.stderr:
+        _stderr = Console(file=sys.stderr, highlight=False)
+    return _stderr
+
+
+def print_error(err: Exception) -> None:
+    """Print a GreenbenchError as one short paragraph on stderr: message, then hint."""
+    c = err_console()
+    c.print(f"[bold red]error:[/] {getattr(err, 'message', str(err))}", markup=True, highlight=False)
+    hint = getattr(err, "hint", None)
+    if hint:
+        c.print(f"[bold]hint:[/] {hint}", markup=True, highlight=False)
+
+
+def warn(message: str) -> None:
+    err_console().print(f"[yellow]warning:[/] {message}", markup=True, highlight=False)
+
+
+def info(message: str) -> None:
+    err_console().print(message, markup=False, highlight=False)
+
+
+def print_json_bytes(data: bytes) -> None:
+    """Write a JSON document to stdout exactly as given (plus a newline)."""
+    sys.stdout.write(data.decode("utf-8"))
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def table(
+    title: str | None,
+    columns: Sequence[str | tuple[str, str]],
+    rows: Iterable[Sequence[Any]],
+    caption: str | None = None,
+) -> None:
+    """Print a table on stdout. A column is a name, or (name, justify) with justify in left/right/center."""
+    t = Table(title=title, caption=caption, header_style="bold")
+    for col in columns:
+        name, justify = (col, "left") if isinstance(col, str) else col
+        t.add_column(name, justify=justify)
+    for row in rows:
+        t.add_row(*["" if v is None else str(v) for v in row])
+    console().print(t)
+
+
+@contextmanager
+def progress(description: str, total: int | None) -> Iterator[Any]:
+    """A rich progress bar on stderr; yields an ``advance(n=1, description=None)`` callable."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console(),
+        transient=False,
+    ) as prog:
+        task = prog.add_task(description, total=total)
+
+        def advance(n: int = 1, description: str | None = None) -> None:
+            if description is not None:
+                prog.update(task, description=description)
+            prog.advance(task, n)
+
+        yield advance
+
+
+def fmt_si(value: float | None, unit: str, digits: int = 3) -> str:
+    """Format ``value`` with an SI prefix: fmt_si(0.0123, 'J') -> '12.3 mJ'."""
+    if value is None:
+        return "-"
+    if value == 0:
+        return f"0 {unit}"
+    prefixes = [(1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"), (1e-12, "p")]
+    a = abs(value)
+    for scale, p in prefixes:
+        if a >= scale:
+            return f"{value / scale:.{digits}g} {p}{unit}"
+    return f"{value:.{digits}g} {unit}"

@@ -1,0 +1,98 @@
+"""Filesystem helpers: atomic writes and user directories.
+
+An *atomic write* writes to a temporary file in the destination directory, fsyncs it, renames it
+over the destination and fsyncs the directory, so a reader sees either the old file or the whole
+new one, never a half-written file, even after a crash or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from greenbench.errors import GreenbenchError
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int = 0o644) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file + fsync + rename + directory fsync).
+
+    Raises:
+        GreenbenchError: the directory cannot be created or written (exit 2, with the path).
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise GreenbenchError(
+            f"cannot write to {path.parent}: {exc.strerror or exc}",
+            "choose a directory you can write to (e.g. --out DIR) or fix its permissions",
+        ) from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise GreenbenchError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        dfd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+def config_dir() -> Path:
+    """The user config dir (XDG on Linux): keys and config live here. ``GREENBENCH_CONFIG_DIR`` overrides."""
+    env = os.environ.get("GREENBENCH_CONFIG_DIR")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("greenbench"))
+
+
+def data_dir() -> Path:
+    """The user data dir: the default store lives here."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("greenbench"))
+
+
+def cache_dir() -> Path:
+    """The user cache dir: generated models live here. ``GREENBENCH_CACHE_DIR`` overrides."""
+    env = os.environ.get("GREENBENCH_CACHE_DIR")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("greenbench"))
+
+
+def default_store_dir(option: str | os.PathLike | None = None) -> Path:
+    """Resolve the store directory: ``--store DIR``, else ``GREENBENCH_STORE``, else the user data dir."""
+    if option:
+        return Path(option)
+    env = os.environ.get("GREENBENCH_STORE")
+    if env:
+        return Path(env)
+    return data_dir() / "store"
