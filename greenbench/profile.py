@@ -1,0 +1,413 @@
+"""Profiles: what to benchmark, as a TOML file.
+
+A *profile* names a model (generated ``synthetic-llama`` or a user-exported directory), a prompt, the
+generation settings and how to run (repeats, warmup, backend). Built-in profiles are the ``.toml``
+files in ``profiles/``; ``greenbench run NAME`` finds them by name. Validation errors name the file
+and line, the offending key and the fix.
+
+The *digest* of a profile is the sha256 of the canonical JSON of its resolved contents (after CLI
+overrides), so two results with the same digest ran the same configuration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from greenbench.canonical import canonical_bytes
+from greenbench.errors import ProfileError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+MODEL_KINDS = ("synthetic-llama",)
+DTYPES = ("fp32", "fp16", "int4")
+GRAPHS = ("contrib", "standard")
+WORKLOADS = ("inference", "training")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """``[model]``: either a generated model (``kind``) or an exported directory (``path``)."""
+
+    kind: str | None = None
+    path: str | None = None
+    layers: int = 2
+    hidden: int = 64
+    heads: int = 4
+    kv_heads: int | None = None  # default: heads (multi-head attention)
+    head_dim: int | None = None  # default: hidden // heads
+    ffn: int = 176
+    vocab: int = 512
+    rope_theta: float = 10000.0
+    max_seq_len: int = 512
+    seed: int = 0
+    dtype: str = "fp32"
+    graph: str = "contrib"  # contrib: onnxruntime contrib ops (GQA, SimplifiedLayerNorm); standard: plain ONNX ops
+    int4_block_size: int = 32
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    """``[prompt]``: exactly one of ``token_ids``, ``length`` (seeded random ids) or ``text``."""
+
+    token_ids: tuple[int, ...] | None = None
+    length: int | None = None
+    text: str | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class GenerationSpec:
+    max_new_tokens: int = 32
+    batch_size: int = 1
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    repeats: int = 5
+    warmup: int = 1
+    backend: str = "cpu"
+    workload: str = "inference"
+    threads: int | None = None  # intra-op threads; default: physical cores
+    idle_s: float = 0.0  # idle-baseline seconds before the run (0 disables)
+    meters: tuple[str, ...] | None = None  # explicit meters; default: probe
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """``[train]``: training workload settings (used when ``run.workload = "training"``)."""
+
+    steps: int = 20
+    seq_len: int = 64
+    batch_size: int = 4
+    lr: float = 1e-3
+
+
+@dataclass(frozen=True)
+class CarbonSpec:
+    region: str | None = None
+    pue: float | None = None
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    model: ModelSpec
+    prompt: PromptSpec = field(default_factory=PromptSpec)
+    generation: GenerationSpec = field(default_factory=GenerationSpec)
+    run: RunSpec = field(default_factory=RunSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)
+    carbon: CarbonSpec = field(default_factory=CarbonSpec)
+    description: str = ""
+    source: str = ""  # where it was loaded from (not part of the digest)
+
+    def resolved(self) -> dict:
+        """The resolved contents as a JSON-ready dict (the digest is over exactly this)."""
+        d = dataclasses.asdict(self)
+        d.pop("source", None)
+        return _jsonable(d)
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + hashlib.sha256(canonical_bytes(self.resolved())).hexdigest()
+
+    def with_overrides(self, **over: Any) -> "Profile":
+        """Apply CLI overrides: backend, repeats, warmup, max_new_tokens, region, threads, idle_s, meters."""
+        p = self
+        run_keys = {"backend", "repeats", "warmup", "threads", "idle_s", "meters", "workload"}
+        for key, value in over.items():
+            if value is None:
+                continue
+            if key in run_keys:
+                if key == "meters":
+                    value = tuple(value)
+                p = dataclasses.replace(p, run=dataclasses.replace(p.run, **{key: value}))
+            elif key == "max_new_tokens":
+                p = dataclasses.replace(p, generation=dataclasses.replace(p.generation, max_new_tokens=value))
+            elif key == "batch_size":
+                p = dataclasses.replace(p, generation=dataclasses.replace(p.generation, batch_size=value))
+            elif key in ("region", "pue"):
+                p = dataclasses.replace(p, carbon=dataclasses.replace(p.carbon, **{key: value}))
+            else:
+                raise ValueError(f"unknown override {key}")
+        _check_values(p, p.source or "<overrides>", {})
+        return p
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+# ---------------------------------------------------------------------------------------------
+# Schema: section -> {key: (type(s), dataclass field)}. Types are checked strictly (no bool-as-int).
+
+_SECTIONS: dict[str, type] = {
+    "model": ModelSpec,
+    "prompt": PromptSpec,
+    "generation": GenerationSpec,
+    "run": RunSpec,
+    "train": TrainSpec,
+    "carbon": CarbonSpec,
+}
+_TOP_KEYS = {"name": str, "description": str}
+
+
+def _expected_types(cls: type) -> dict[str, tuple[type, ...]]:
+    out: dict[str, tuple[type, ...]] = {}
+    hints = {
+        "int": (int,),
+        "float": (int, float),
+        "str": (str,),
+        "bool": (bool,),
+    }
+    for f in dataclasses.fields(cls):
+        t = str(f.type)
+        if "tuple[int" in t:
+            out[f.name] = (list,)
+        elif "tuple[str" in t:
+            out[f.name] = (list,)
+        else:
+            base = t.split("|")[0].strip()
+            out[f.name] = hints.get(base, (object,))
+    return out
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true/false", list: "a list"}
+
+
+def builtin_dirs() -> list[Path]:
+    """Where built-in profiles live: the installed package's copy, or the source tree's ``profiles/``."""
+    here = Path(__file__).resolve().parent
+    return [d for d in (here / "_profiles", here.parent / "profiles") if d.is_dir()]
+
+
+def builtin_names() -> list[str]:
+    names: set[str] = set()
+    for d in builtin_dirs():
+        names.update(p.stem for p in d.glob("*.toml"))
+    return sorted(names)
+
+
+def find(name_or_path: str) -> Path:
+    """Resolve a profile argument: an existing path, else a built-in profile name."""
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or os.sep in name_or_path or p.exists():
+        if p.is_file():
+            return p
+        raise ProfileError(
+            f"profile file not found: {name_or_path}",
+            "give a path to a .toml file or a built-in profile name (see `greenbench profiles`)",
+        )
+    for d in builtin_dirs():
+        cand = d / f"{name_or_path}.toml"
+        if cand.is_file():
+            return cand
+    import difflib
+
+    names = builtin_names()
+    close = difflib.get_close_matches(name_or_path, names, n=3)
+    hint = f"did you mean {', '.join(close)}?" if close else f"built-in profiles: {', '.join(names) or 'none'}"
+    raise ProfileError(f"no built-in profile named {name_or_path!r} and no such file", hint)
+
+
+def load(name_or_path: str | os.PathLike) -> Profile:
+    """Load and validate a profile by path or built-in name.
+
+    Raises:
+        ProfileError: missing file, TOML syntax error, unknown key, wrong type, missing model;
+            the message names the file and line.
+    """
+    path = find(str(name_or_path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"cannot read profile {path}: {exc}") from None
+    return loads(text, source=str(path))
+
+
+def loads(text: str, source: str = "<profile>") -> Profile:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"{source}: invalid TOML: {exc}", "fix the syntax at that line (see toml.io)") from None
+    lines = _key_lines(text)
+
+    def where(section: str | None, key: str | None = None) -> str:
+        ln = lines.get((section, key)) or lines.get((section, None))
+        return f"{source}:{ln}" if ln else source
+
+    for key, value in data.items():
+        if key in _SECTIONS:
+            if not isinstance(value, dict):
+                raise ProfileError(f"{where(None, key)}: `{key}` must be a table ([{key}])")
+            continue
+        if key not in _TOP_KEYS:
+            raise ProfileError(
+                f"{where(None, key)}: unknown key `{key}`",
+                f"valid top-level keys: {', '.join(list(_TOP_KEYS) + ['[' + s + ']' for s in _SECTIONS])}",
+            )
+        if not isinstance(value, _TOP_KEYS[key]):
+            raise ProfileError(f"{where(None, key)}: `{key}` must be {_TYPE_NAMES[_TOP_KEYS[key]]}")
+
+    name = data.get("name")
+    if not name:
+        name = Path(source).stem if source and not source.startswith("<") else None
+    if not name:
+        raise ProfileError(f"{source}: missing `name`", 'add a line like name = "my-profile"')
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise ProfileError(
+            f"{where(None, 'name')}: name {name!r} may only contain letters, digits, '.', '_' and '-'",
+            "it is used in result file names",
+        )
+
+    sections: dict[str, Any] = {}
+    for sec, cls in _SECTIONS.items():
+        table = data.get(sec, {})
+        types = _expected_types(cls)
+        kwargs: dict[str, Any] = {}
+        for key, value in table.items():
+            if key not in types:
+                import difflib
+
+                close = difflib.get_close_matches(key, list(types), n=1)
+                hint = f"did you mean `{close[0]}`?" if close else f"valid keys in [{sec}]: {', '.join(types)}"
+                raise ProfileError(f"{where(sec, key)}: unknown key `{key}` in [{sec}]", hint)
+            expected = types[key]
+            ok = isinstance(value, expected) and not (isinstance(value, bool) and bool not in expected)
+            if not ok:
+                raise ProfileError(
+                    f"{where(sec, key)}: [{sec}] {key} must be {_TYPE_NAMES.get(expected[-1], expected[-1].__name__)}, "
+                    f"got {type(value).__name__} {value!r}"
+                )
+            if expected == (list,):
+                elem = int if "int" in str({f.name: f.type for f in dataclasses.fields(cls)}[key]) else str
+                bad = [x for x in value if not isinstance(x, elem) or isinstance(x, bool)]
+                if bad:
+                    raise ProfileError(
+                        f"{where(sec, key)}: [{sec}] {key} must be a list of {_TYPE_NAMES[elem]}s, got {bad[0]!r}"
+                    )
+                value = tuple(value)
+            if isinstance(value, int) and not isinstance(value, bool) and float in expected:
+                value = float(value)
+            kwargs[key] = value
+        sections[sec] = cls(**kwargs)
+
+    if "model" not in data:
+        raise ProfileError(
+            f"{source}: missing [model]",
+            'add [model] with kind = "synthetic-llama" (and its shape) or path = "dir/of/exported/model"',
+        )
+    prof = Profile(
+        name=name,
+        description=data.get("description", ""),
+        source=source,
+        **sections,
+    )
+    _check_values(prof, source, lines)
+    return prof
+
+
+def _check_values(p: Profile, source: str, lines: dict) -> None:
+    def err(sec: str, key: str, msg: str, hint: str | None = None):
+        ln = lines.get((sec, key)) or lines.get((sec, None))
+        raise ProfileError(f"{source}:{ln}: {msg}" if ln else f"{source}: {msg}", hint)
+
+    m = p.model
+    if bool(m.kind) == bool(m.path):
+        err(
+            "model",
+            "kind" if m.kind else "path",
+            "[model] needs exactly one of `kind` (a generated model) or `path` (an exported model directory)",
+            'e.g. kind = "synthetic-llama"',
+        )
+    if m.kind and m.kind not in MODEL_KINDS:
+        err("model", "kind", f"unknown model kind {m.kind!r}", f"valid kinds: {', '.join(MODEL_KINDS)}")
+    if m.dtype not in DTYPES:
+        err("model", "dtype", f"unknown dtype {m.dtype!r}", f"valid dtypes: {', '.join(DTYPES)}")
+    if m.graph not in GRAPHS:
+        err("model", "graph", f"unknown graph form {m.graph!r}", f"valid forms: {', '.join(GRAPHS)}")
+    for key in ("layers", "hidden", "heads", "ffn", "vocab", "max_seq_len"):
+        if getattr(m, key) < 1:
+            err("model", key, f"[model] {key} must be >= 1, got {getattr(m, key)}")
+    kv = m.kv_heads if m.kv_heads is not None else m.heads
+    if kv < 1 or m.heads % kv:
+        err("model", "kv_heads", f"[model] heads ({m.heads}) must be a multiple of kv_heads ({kv})")
+    if m.head_dim is None and m.hidden % m.heads:
+        err("model", "hidden", f"[model] hidden ({m.hidden}) must be divisible by heads ({m.heads}), or set head_dim")
+
+    pr = p.prompt
+    given = [k for k in ("token_ids", "length", "text") if getattr(pr, k) is not None]
+    if len(given) > 1:
+        err("prompt", given[1], f"[prompt] takes one of token_ids, length or text; got {', '.join(given)}")
+    if pr.token_ids is not None:
+        if not pr.token_ids:
+            err("prompt", "token_ids", "[prompt] token_ids is empty")
+        if m.kind and any(t < 0 or t >= m.vocab for t in pr.token_ids):
+            err("prompt", "token_ids", f"[prompt] token_ids must be in [0, {m.vocab}) for this model's vocab")
+    if pr.length is not None and pr.length < 1:
+        err("prompt", "length", f"[prompt] length must be >= 1, got {pr.length}")
+
+    g = p.generation
+    if g.max_new_tokens < 1:
+        err("generation", "max_new_tokens", f"max_new_tokens must be >= 1, got {g.max_new_tokens}")
+    if g.batch_size < 1:
+        err("generation", "batch_size", f"batch_size must be >= 1, got {g.batch_size}")
+    if m.kind:
+        n_prompt = len(pr.token_ids) if pr.token_ids is not None else (pr.length or 16)
+        if pr.text is None and n_prompt + g.max_new_tokens > m.max_seq_len:
+            err(
+                "generation",
+                "max_new_tokens",
+                f"prompt ({n_prompt}) + max_new_tokens ({g.max_new_tokens}) exceeds the model's max_seq_len ({m.max_seq_len})",
+                "lower max_new_tokens or raise [model] max_seq_len",
+            )
+
+    r = p.run
+    if r.repeats < 1:
+        err("run", "repeats", f"repeats must be >= 1, got {r.repeats}", "use --repeats 1 or more")
+    if r.warmup < 0:
+        err("run", "warmup", f"warmup must be >= 0, got {r.warmup}")
+    if r.threads is not None and r.threads < 1:
+        err("run", "threads", f"threads must be >= 1, got {r.threads}")
+    if r.idle_s < 0:
+        err("run", "idle_s", f"idle_s must be >= 0, got {r.idle_s}")
+    if r.workload not in WORKLOADS:
+        err("run", "workload", f"unknown workload {r.workload!r}", f"valid: {', '.join(WORKLOADS)}")
+    if p.carbon.pue is not None and p.carbon.pue < 1.0:
+        err("carbon", "pue", f"pue must be >= 1.0, got {p.carbon.pue}", "PUE is facility energy / IT energy")
+
+
+_HEADER = re.compile(r"^\s*\[\s*([A-Za-z0-9_.\-]+)\s*\]")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+|\"[^\"]*\")\s*=")
+
+
+def _key_lines(text: str) -> dict[tuple[str | None, str | None], int]:
+    """Map (section, key) and (section, None) to 1-based line numbers, for error messages."""
+    out: dict[tuple[str | None, str | None], int] = {}
+    section: str | None = None
+    for i, line in enumerate(text.splitlines(), start=1):
+        h = _HEADER.match(line)
+        if h:
+            section = h.group(1)
+            out.setdefault((section, None), i)
+            continue
+        k = _KEY.match(line)
+        if k:
+            key = k.group(1).strip('"')
+            out.setdefault((section, key), i)
+            if section is None:
+                out.setdefault((None, key), i)
+    return out
