@@ -21,7 +21,7 @@ def console() -> Console:
     """Console on stdout (results)."""
     global _stdout
     if _stdout is None or _stdout.file is not sys.stdout:
-        _stdout = Console(file=sys.stdout, highlight=False, soft_wrap=False)
+        _stdout = Console(file=sys.stdout, highlight=False, soft_wrap=False, emoji=False)
     return _stdout
 
 
@@ -29,7 +29,7 @@ def err_console() -> Console:
     """Console on stderr (messages, warnings, progress)."""
     global _stderr
     if _stderr is None or _stderr.file is not sys.stderr:
-        _stderr = Console(file=sys.stderr, highlight=False)
+        _stderr = Console(file=sys.stderr, highlight=False, emoji=False)
     return _stderr
 
 
