@@ -247,6 +247,8 @@ def loads(text: str, source: str = "<profile>") -> Profile:
 
     def where(section: str | None, key: str | None = None) -> str:
         ln = lines.get((section, key)) or lines.get((section, None))
+        if section is None and key is not None:
+            ln = ln or lines.get((key, None))  # a table header such as [runn]
         return f"{source}:{ln}" if ln else source
 
     for key, value in data.items():

@@ -116,3 +116,51 @@ def fmt_si(value: float | None, unit: str, digits: int = 3) -> str:
         if a >= scale:
             return f"{value / scale:.{digits}g} {p}{unit}"
     return f"{value:.{digits}g} {unit}"
+
+
+def result_summary(doc: dict) -> None:
+    """Print a run's key metrics as tables: phases, energy by meter, carbon."""
+    m = doc["metrics"]
+    e = doc["energy"]
+    method = e["method"]
+    label = {"counter": "measured (counter)", "estimate": "ESTIMATED", "simulated": "SIMULATED"}[method]
+    w = doc["workload"]
+    title = (
+        f"{doc['profile']['name']} on {doc['backend']}: {w['repeats_completed']} repeats, "
+        f"{w['prompt_tokens']} prompt + {w['new_tokens']} new tokens"
+    )
+    rows = []
+    for phase in ("prefill", "decode"):
+        p = m.get(phase) or {}
+        rows.append([
+            phase,
+            fmt_si(p.get("j_per_token"), "J"),
+            fmt_si(p.get("j_per_token_iqr"), "J"),
+            "-" if p.get("tokens_per_s") is None else f"{p['tokens_per_s']:.1f}",
+            fmt_si(p.get("duration_s"), "s"),
+        ])
+    table(
+        title,
+        ["phase", ("J/token (median)", "right"), ("IQR", "right"), ("tokens/s", "right"), ("time", "right")],
+        rows,
+        caption=f"energy method: {label}; TTFT {fmt_si(m.get('ttft_s'), 's')}",
+    )
+    table(
+        "Energy by meter",
+        ["meter", "domain", "method", ("joules", "right"), "in total"],
+        [[r["name"], r["domain"], r["method"], f"{r['joules']:.4g}", "yes" if r.get("in_total", True) else "nested"]
+         for r in e["meters"]],
+        caption=f"total {fmt_si(e.get('total_j'), 'J')}"
+        + (f", marginal {fmt_si(e['marginal_j'], 'J')}" if e.get("marginal_j") is not None else ""),
+    )
+    c = doc.get("carbon") or {}
+    if c:
+        per1k = c.get("g_co2e_per_1k_tokens")
+        table(
+            "Carbon",
+            ["region", ("g CO2e/kWh", "right"), ("g CO2e", "right"), ("g CO2e / 1k tokens", "right")],
+            [[c.get("region"), f"{c.get('intensity_g_per_kwh', 0):.4g}", f"{c.get('g_co2e', 0):.4g}",
+              "-" if per1k is None else f"{per1k:.4g}"]],
+        )
+    for w_ in doc.get("warnings") or []:
+        warn(w_)

@@ -1,9 +1,130 @@
-"""`greenbench run`: placeholder until its issue lands (see issues)."""
+"""`greenbench run PROFILE` and `greenbench profiles`."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import List, Optional
+
 import typer
+
+from greenbench.errors import GreenbenchError
 
 
 def register(app: typer.Typer) -> None:
-    """Register this module's commands on the root app (none yet)."""
+    app.command("run")(run)
+    app.command("profiles")(profiles)
+
+
+def _check_out_dir(out: Path) -> None:
+    """Fail before the benchmark, not after it, when results cannot be written."""
+    import os
+    import tempfile
+
+    if out.exists() and not out.is_dir():
+        raise GreenbenchError(f"--out {out} exists and is not a directory", "give a directory for result files")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise GreenbenchError(
+            f"--out {out} is not writable: {exc.strerror or exc}",
+            "choose a directory you can write to, e.g. --out ./results",
+        ) from None
+
+
+def run(
+    profile: str = typer.Argument(..., help="A built-in profile name (see `greenbench profiles`) or a path to a .toml file."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="Backend: cpu, cuda, ... (overrides the profile)."),
+    repeats: Optional[int] = typer.Option(None, "--repeats", min=1, help="Measured repeats (overrides the profile)."),
+    warmup: Optional[int] = typer.Option(None, "--warmup", min=0, help="Unmeasured warmup repeats."),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1, help="Tokens to generate per repeat."),
+    region: Optional[str] = typer.Option(None, "--region", help="Grid region for carbon (FRA, US-CA, gcp:europe-west1, or g/kWh)."),
+    meter: Optional[List[str]] = typer.Option(None, "--meter", help="Use this meter (repeatable); default: probe."),
+    idle: Optional[float] = typer.Option(None, "--idle", min=0.0, help="Seconds of idle-baseline measurement before the run (0 disables)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Intra-op threads (default: physical cores)."),
+    out: Path = typer.Option(Path("results"), "--out", help="Directory for the result document."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result document on stdout (nothing else on stdout)."),
+) -> None:
+    """Benchmark a profile: joules per token for prefill and decode, TTFT, tokens/s, carbon."""
+    from greenbench import profile as profile_mod
+    from greenbench import results
+    from greenbench.cli import render
+    from greenbench.runner import run_profile
+
+    prof = profile_mod.load(profile).with_overrides(
+        backend=backend,
+        repeats=repeats,
+        warmup=warmup,
+        max_new_tokens=max_new_tokens,
+        region=region,
+        meters=meter or None,
+        idle_s=idle,
+        threads=threads,
+    )
+    _check_out_dir(out)
+    if prof.carbon.region is not None:  # bad region: fail now, not after the benchmark
+        from greenbench.carbon import resolve_region
+
+        resolve_region(prof.carbon.region)
+
+    from greenbench.meters import select
+
+    meters, warnings = select(list(prof.run.meters) if prof.run.meters else None)
+    for w in warnings:
+        render.warn(w)
+
+    total = prof.run.warmup + prof.run.repeats
+    try:
+        with render.progress(f"{prof.name}", total=total) as advance:
+            state = {"done": 0}
+
+            def progress(desc: str, completed: int, _total: int) -> None:
+                advance(completed - state["done"], description=f"{prof.name}: {desc}")
+                state["done"] = completed
+
+            doc = run_profile(prof, meters=meters, warnings=warnings, progress=progress, status=render.info)
+    except KeyboardInterrupt:
+        render.warn("interrupted before any repeat was measured; nothing written")
+        raise typer.Exit(130)
+
+    path = results.write(doc, out)
+    if json_out:
+        render.print_json_bytes(results.canonical_bytes(doc))
+    else:
+        render.result_summary(doc)
+    render.info(f"wrote {path}")
+    if doc.get("partial"):
+        render.warn(f"partial result: {doc.get('partial_reason')}")
+        raise typer.Exit(130)
+
+
+def profiles(
+    json_out: bool = typer.Option(False, "--json", help="Print the list as JSON."),
+) -> None:
+    """List the built-in profiles."""
+    from greenbench import profile as profile_mod
+    from greenbench.cli import render
+
+    rows = []
+    for name in profile_mod.builtin_names():
+        p = profile_mod.load(name)
+        m = p.model
+        shape = (
+            f"{m.layers}L h{m.hidden} {m.heads}/{m.kv_heads or m.heads} heads ffn{m.ffn} v{m.vocab} {m.dtype}"
+            if m.kind
+            else f"path={m.path}"
+        )
+        rows.append({"name": name, "description": p.description, "model": shape, "workload": p.run.workload,
+                     "backend": p.run.backend, "path": p.source})
+    if json_out:
+        from greenbench.canonical import canonical_bytes
+
+        render.print_json_bytes(canonical_bytes(rows))
+        return
+    render.table(
+        "Built-in profiles",
+        ["name", "workload", "backend", "model", "description"],
+        [[r["name"], r["workload"], r["backend"], r["model"], r["description"]] for r in rows],
+    )

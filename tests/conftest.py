@@ -1,0 +1,20 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/fakes.py
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_dirs(tmp_path_factory, monkeypatch):
+    """No test writes to the real user config/cache/store or reads the user's region config."""
+    base = tmp_path_factory.mktemp("user")
+    monkeypatch.setenv("GREENBENCH_CONFIG_DIR", str(base / "config"))
+    monkeypatch.setenv("GREENBENCH_CACHE_DIR", str(base / "cache"))
+    monkeypatch.setenv("GREENBENCH_STORE", str(base / "store"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(base / "xdg-config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(base / "xdg-data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(base / "xdg-cache"))
+    monkeypatch.delenv("GREENBENCH_REGION", raising=False)
+    monkeypatch.delenv("GREENBENCH_PUE", raising=False)

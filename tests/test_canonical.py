@@ -1,0 +1,84 @@
+"""JCS (RFC 8785) canonical bytes against the published cyberphone test data."""
+
+import json
+import math
+import struct
+from pathlib import Path
+
+import pytest
+from hypothesis import given, strategies as st
+
+from greenbench.canonical import canonical_bytes, format_number
+
+DATA = Path(__file__).parent / "data" / "jcs"
+NAMES = sorted(p.name for p in (DATA / "input").glob("*.json"))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_jcs_vectors(name):
+    doc = json.loads((DATA / "input" / name).read_text(encoding="utf-8"))
+    expected = (DATA / "output" / name).read_bytes().rstrip(b"\n")
+    assert canonical_bytes(doc) == expected
+    hexed = (DATA / "outhex" / name.replace(".json", ".txt")).read_text().split()
+    assert canonical_bytes(doc) == bytes(int(h, 16) for h in hexed)
+
+
+@pytest.mark.parametrize(
+    "bits,expected",
+    [  # from RFC 8785 Appendix B (IEEE-754 hex -> ECMAScript string)
+        ("0000000000000000", "0"),
+        ("8000000000000000", "0"),
+        ("0000000000000001", "5e-324"),
+        ("8000000000000001", "-5e-324"),
+        ("7fefffffffffffff", "1.7976931348623157e+308"),
+        ("4340000000000000", "9007199254740992"),
+        ("c340000000000000", "-9007199254740992"),
+        ("4430000000000000", "295147905179352830000"),
+        ("44b52d02c7e14af5", "9.999999999999997e+22"),
+        ("44b52d02c7e14af6", "1e+23"),
+        ("44b52d02c7e14af7", "1.0000000000000001e+23"),
+        ("444b1ae4d6e2ef4e", "999999999999999700000"),
+        ("444b1ae4d6e2ef4f", "999999999999999900000"),
+        ("444b1ae4d6e2ef50", "1e+21"),
+        ("3eb0c6f7a0b5ed8c", "9.999999999999997e-7"),
+        ("3eb0c6f7a0b5ed8d", "0.000001"),
+        ("41b3de4355555553", "333333333.3333332"),
+        ("41b3de4355555554", "333333333.33333325"),
+        ("41b3de4355555555", "333333333.3333333"),
+        ("41b3de4355555556", "333333333.3333334"),
+        ("41b3de4355555557", "333333333.33333343"),
+        ("becbf647612f3696", "-0.0000033333333333333333"),
+        ("43143ff3c1cb0959", "1424953923781206.2"),
+    ],
+)
+def test_rfc8785_number_examples(bits, expected):
+    value = struct.unpack(">d", bytes.fromhex(bits))[0]
+    assert format_number(value) == expected
+
+
+def test_rejects_nan_and_infinity():
+    for bad in (math.nan, math.inf, -math.inf):
+        with pytest.raises(ValueError):
+            canonical_bytes({"x": bad})
+
+
+def test_rejects_non_string_keys():
+    with pytest.raises(ValueError):
+        canonical_bytes({1: 2})
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_numbers_round_trip(x):
+    assert float(json.loads(format_number(x))) == x
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+        max_leaves=20,
+    )
+)
+def test_documents_round_trip_and_are_stable(doc):
+    data = canonical_bytes(doc)
+    assert canonical_bytes(json.loads(data)) == data
