@@ -18,3 +18,25 @@ def _isolated_user_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(base / "xdg-cache"))
     monkeypatch.delenv("GREENBENCH_REGION", raising=False)
     monkeypatch.delenv("GREENBENCH_PUE", raising=False)
+
+
+def _nvidia_gpu_present() -> bool:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            return pynvml.nvmlDeviceGetCount() > 0
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:
+        return False
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked @pytest.mark.gpu run only where NVML sees a GPU."""
+    gpu_items = [i for i in items if "gpu" in i.keywords]
+    if gpu_items and not _nvidia_gpu_present():
+        skip = pytest.mark.skip(reason="needs an NVIDIA GPU (NVML found none)")
+        for item in gpu_items:
+            item.add_marker(skip)
