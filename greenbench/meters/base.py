@@ -43,10 +43,13 @@ class Domain:
         in_total: whether this domain's joules add into the run's total. Domains nested inside another
             (RAPL ``core`` inside ``package``, ``package`` inside ``psys``) are reported but not added,
             so nothing is counted twice.
+        method: this domain's method when it differs from its meter's (e.g. one NVML GPU with an energy
+            counter and one without); ``None`` means the meter's ``method``.
     """
 
     name: str
     in_total: bool = True
+    method: str | None = None
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,7 @@ def window(meter: Meter, start: Snapshot, end: Snapshot) -> list[DomainEnergy]:
     out = []
     for d in meter.domains():
         j = end.joules.get(d.name, 0.0) - start.joules.get(d.name, 0.0)
-        out.append(DomainEnergy(meter.name, d.name, meter.method, max(j, 0.0), d.in_total))
+        out.append(DomainEnergy(meter.name, d.name, d.method or meter.method, max(j, 0.0), d.in_total))
     return out
 
 
