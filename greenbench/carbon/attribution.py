@@ -41,7 +41,7 @@ DEFAULT_SCENARIOS = ("grid", "solar", "wind", "nuclear", "hydro", "gas", "coal")
 
 WORLD_WARNING = (
     "no region configured: carbon uses the WORLD AVERAGE grid intensity ({value:g} g CO2e/kWh), which can "
-    "be off by 10x for a real grid; set --region, [carbon] region in the profile, GREENBENCH_REGION, or "
+    "be off by 10x for a real grid; set --region, carbon.region in the profile, GREENBENCH_REGION, or "
     "region = \"FRA\" in {config}"
 )
 

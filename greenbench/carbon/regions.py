@@ -222,6 +222,10 @@ def _norm(text: str) -> str:
     return text
 
 
+def _title(name: str) -> str:
+    return " ".join(w if w in ("of", "and") else w.capitalize() for w in name.split())
+
+
 class _Table:
     def __init__(self) -> None:
         self.regions: dict[str, Region] = {}
@@ -324,7 +328,7 @@ def _build() -> _Table:
         t.add(
             Region(
                 code,
-                f"{state.title()}, United States",
+                f"{_title(state)}, United States",
                 float(rec["emissions"]) * G_PER_KWH_PER_LB_PER_MWH,
                 _source(
                     F_USA,
@@ -351,7 +355,7 @@ def _build() -> _Table:
         t.add(
             Region(
                 code,
-                f"{prov.title()}, Canada",
+                f"{_title(prov)}, Canada",
                 kg * 1000.0,
                 _source(
                     F_CANADA,
@@ -485,10 +489,13 @@ def resolve_region(code: str, *, origin: str | None = None) -> Region:
     canonical = table.aliases.get(key)
     if canonical is not None:
         return table.regions[canonical]
-    raise GreenbenchError(
-        f"unknown region {code!r}{where}",
-        _suggest(key, table),
-    )
+    hint = _suggest(key, table)
+    if re.match(r"^(aws|azure|amazon|microsoft)\b", key):
+        hint = (
+            "codecarbon's bundled data has carbon intensities for GCP regions only; for an AWS or Azure "
+            "region give its country (e.g. IRL) or US state (e.g. US-VA). " + hint
+        )
+    raise GreenbenchError(f"unknown region {code!r}{where}", hint)
 
 
 def _suggest(key: str, table: _Table) -> str:
