@@ -193,6 +193,48 @@ def inference_metrics(records: list[RepeatRecord], prompt_tokens: int, batch: in
     }
 
 
+def run_training(
+    session, meterset: MeterSet, *, repeats: int, warmup: int, steps: int, progress: Progress | None = None
+) -> tuple[list[tuple[Window, list[float]]], str | None]:
+    """Warmup steps, then ``repeats`` windows of ``steps`` training steps. Returns ([(window, losses)], partial)."""
+    total = warmup + repeats
+    records: list[tuple[Window, list[float]]] = []
+    try:
+        for i in range(warmup):
+            if progress:
+                progress(f"warmup {i + 1}/{warmup}", i, total)
+            session.steps(steps)
+        for i in range(repeats):
+            if progress:
+                progress(f"repeat {i + 1}/{repeats}", warmup + i, total)
+            s0 = meterset.snapshot()
+            losses = session.steps(steps)
+            records.append((meterset.window(s0, meterset.snapshot()), losses))
+        if progress:
+            progress("done", total, total)
+    except KeyboardInterrupt:
+        return records, f"interrupted (Ctrl-C) after {len(records)} of {repeats} measured repeats"
+    return records, None
+
+
+def training_metrics(records, tokens_per_window: int, meterset: MeterSet) -> dict:
+    phase = _phase_metrics([w for w, _ in records], tokens_per_window, meterset)
+    losses = [l for _, ls in records for l in ls]
+    empty = _phase_metrics([], 0, meterset)
+    return {
+        "ttft_s": None,
+        "ttft_s_samples": [],
+        "prefill": empty,
+        "decode": dict(empty),
+        "train": {
+            **phase,
+            "loss_first": losses[0] if losses else None,
+            "loss_last": losses[-1] if losses else None,
+            "steps_per_repeat": None,
+        },
+    }
+
+
 def run_profile(
     profile,
     *,
@@ -207,8 +249,10 @@ def run_profile(
 
     Args:
         profile: a loaded :class:`greenbench.profile.Profile` (CLI overrides already applied).
-        meters: opened-by-us meters; default: :func:`greenbench.meters.select` on ``profile.run.meters``.
-        backend: a Backend; default: :func:`greenbench.backends.get_backend` on ``profile.run.backend``.
+        meters: the meters to use (opened and closed here); default: :func:`greenbench.meters.select`
+            on ``profile.run.meters``.
+        backend: a Backend for inference; default: :func:`greenbench.backends.get_backend` on
+            ``profile.run.backend``.
         warnings: warnings so far (e.g. from meter selection); recorded in the result.
         progress: called as ``progress(description, completed, total)``.
         status: called with one-line status messages (model building, idle baseline).
@@ -223,20 +267,29 @@ def run_profile(
 
         meters, meter_warnings = select(list(profile.run.meters) if profile.run.meters else None)
         warnings.extend(meter_warnings)
-    if backend is None:
-        from greenbench.backends import get_backend
+    training = profile.run.workload == "training"
+    if training:
+        if profile.run.backend != "cpu":
+            from greenbench.errors import BackendError
 
-        backend = get_backend(profile.run.backend)
-    if profile.run.workload != "inference":
-        from greenbench.errors import GreenbenchError
+            raise BackendError(
+                f"the training workload runs on the cpu backend only in this version (got {profile.run.backend!r})",
+                "use --backend cpu",
+            )
+        from greenbench.workloads.training import TrainingSession
 
-        raise GreenbenchError(
-            f"workload {profile.run.workload!r} is not available in this version",
-            'set [run] workload = "inference"',
-        )
+        say(f"building {profile.name} for training (PyTorch)")
+        session = TrainingSession(profile, threads=profile.run.threads)
+        backend_name = "cpu"
+    else:
+        if backend is None:
+            from greenbench.backends import get_backend
 
-    say(f"preparing {profile.name} on {backend.name}")
-    session = backend.prepare(profile, progress=say)
+            backend = get_backend(profile.run.backend)
+        say(f"preparing {profile.name} on {backend.name}")
+        session = backend.prepare(profile, progress=say)
+        backend_name = backend.name
+
     meterset = MeterSet(list(meters))
     opened: list[Meter] = []
     try:
@@ -246,14 +299,20 @@ def run_profile(
         if profile.run.idle_s > 0:
             say(f"measuring idle power for {profile.run.idle_s:g} s")
             measure_idle(meterset, profile.run.idle_s)
-        records, partial_reason = run_inference(
-            session,
-            meterset,
-            repeats=profile.run.repeats,
-            warmup=profile.run.warmup,
-            max_new_tokens=profile.generation.max_new_tokens,
-            progress=progress,
-        )
+        if training:
+            train_records, partial_reason = run_training(
+                session, meterset, repeats=profile.run.repeats, warmup=profile.run.warmup,
+                steps=profile.train.steps, progress=progress,
+            )
+        else:
+            records, partial_reason = run_inference(
+                session,
+                meterset,
+                repeats=profile.run.repeats,
+                warmup=profile.run.warmup,
+                max_new_tokens=profile.generation.max_new_tokens,
+                progress=progress,
+            )
     finally:
         for m in opened:
             try:
@@ -261,43 +320,75 @@ def run_profile(
             except Exception:  # a meter failing to close must not lose the measurements
                 pass
 
-    prompt_tokens = len(session.prompt_ids)
-    batch = getattr(session, "batch_size", 1)
-    metrics = inference_metrics(records, prompt_tokens, batch, meterset)
-    cost = dict(session.cost() or {})
-    decode = metrics["decode"]
-    decode["macs_per_token"] = cost.get("macs_per_token")
-    decode["bytes_per_token"] = cost.get("bytes_per_token")
-    decode["roofline_fraction"] = None
-    if measure_bandwidth and decode["tokens_per_s"] and cost.get("bytes_per_token") and partial_reason is None:
-        try:
+    if training:
+        tokens_per_window = session.tokens_per_step * profile.train.steps
+        metrics = training_metrics(train_records, tokens_per_window, meterset)
+        metrics["train"]["steps_per_repeat"] = profile.train.steps
+        metrics["cost"] = session.cost()
+        windows = [w for w, _ in train_records]
+        completed = len(train_records)
+        workload = {
+            "kind": "training",
+            "prompt_tokens": session.seq_len,
+            "new_tokens": 0,
+            "batch_size": session.batch_size,
+            "tokens_per_repeat": tokens_per_window,
+            "generated_token_ids": [],
+        }
+        carbon_tokens = tokens_per_window * completed
+        basis = "trained"
+    else:
+        prompt_tokens = len(session.prompt_ids)
+        batch = getattr(session, "batch_size", 1)
+        metrics = inference_metrics(records, prompt_tokens, batch, meterset)
+        cost = dict(session.cost() or {})
+        decode = metrics["decode"]
+        decode["macs_per_token"] = cost.get("macs_per_token")
+        decode["bytes_per_token"] = cost.get("bytes_per_token")
+        decode["roofline_fraction"] = None
+        if measure_bandwidth and decode["tokens_per_s"] and cost.get("bytes_per_token") and partial_reason is None:
             from greenbench import models
 
             say("measuring memory bandwidth for the roofline")
             bw = models.memory_bandwidth_bytes_per_s()
             decode["memory_bandwidth_bytes_per_s"] = bw
             decode["roofline_fraction"] = models.roofline(cost, decode["tokens_per_s"] / batch, bw)
-        except (ImportError, AttributeError):
-            pass
-    metrics["cost"] = cost
+        metrics["cost"] = cost
+        windows = [r.prefill for r in records] + [r.decode for r in records if r.decode is not None]
+        completed = len(records)
+        new_tokens = len(records[0].tokens) if records else profile.generation.max_new_tokens
+        workload = {
+            "kind": "inference",
+            "prompt_tokens": prompt_tokens,
+            "new_tokens": new_tokens,
+            "batch_size": batch,
+            "generated_token_ids": records[0].tokens if records else [],
+        }
+        carbon_tokens = new_tokens * batch * completed
+        basis = "generated"
 
-    windows = [r.prefill for r in records] + [r.decode for r in records if r.decode is not None]
     energy = summarize_energy(windows, meterset)
-    new_tokens = len(records[0].tokens) if records else profile.generation.max_new_tokens
-    generated_total = new_tokens * batch * len(records)
     from greenbench.carbon import attribute
 
     carbon = attribute(
         energy["total_j"],
-        tokens=generated_total or None,
+        tokens=carbon_tokens or None,
         region=profile.carbon.region,
         pue=profile.carbon.pue,
         marginal_energy_j=energy["marginal_j"],
     )
+    carbon["tokens_basis"] = basis
     if carbon.get("warning"):
         warnings.append(carbon["warning"])
-    describe = dict(session.describe() or {})
-    session.close()
+    workload.update(
+        repeats=profile.run.repeats,
+        repeats_completed=completed,
+        warmup=profile.run.warmup,
+        model=dict(session.describe() or {}),
+    )
+    close = getattr(session, "close", None)
+    if close:
+        close()
 
     doc = {
         "schema": results.SCHEMA,
@@ -310,19 +401,8 @@ def run_profile(
             "source": profile.source,
             "resolved": profile.resolved(),
         },
-        "backend": backend.name,
-        "workload": {
-            "kind": "inference",
-            "prompt_tokens": prompt_tokens,
-            "new_tokens": new_tokens,
-            "batch_size": batch,
-            "repeats": profile.run.repeats,
-            "repeats_completed": len(records),
-            "warmup": profile.run.warmup,
-            "generated_token_ids": records[0].tokens if records else [],
-            "tokens_basis_for_carbon": "generated",
-            "model": describe,
-        },
+        "backend": backend_name,
+        "workload": workload,
         "metrics": metrics,
         "energy": energy,
         "carbon": carbon,

@@ -46,7 +46,7 @@ def test_windows_and_per_token_energy(prof):
     assert len(m["decode"]["j_per_token_samples"]) == 4
     assert len(m["decode"]["tokens_per_s_samples"]) == 4
     assert doc["workload"]["new_tokens"] == 5 and doc["workload"]["prompt_tokens"] == 3
-    assert doc["workload"]["generated_token_ids"] == [24, 70, 88, 14, 1]
+    assert doc["workload"]["generated_token_ids"] == [24, 70, 89, 20, 42]  # t -> (7t + 3) mod 101 from 3
     assert doc["energy"]["method"] == "counter"
     assert doc["energy"]["total_j"] == pytest.approx(4 * 2 * 1.5)
     assert not doc["partial"]
@@ -105,3 +105,26 @@ def test_marginal_arithmetic():
     assert ms.marginal_j(w) == pytest.approx(8.0 - 5.0)
     w2 = Window(1.0, [DomainEnergy("rapl", "package-0", "counter", 4.0)])
     assert ms.marginal_j(w2) == 0.0  # floored
+
+
+def test_training_workload_measures_trained_tokens(tmp_path):
+    pytest.importorskip("torch")
+    f = tmp_path / "t.toml"
+    f.write_text(
+        'name = "tt"\n[model]\nkind = "synthetic-llama"\nlayers = 1\nhidden = 32\nheads = 2\nffn = 64\nvocab = 64\n'
+        '[train]\nsteps = 6\nseq_len = 16\nbatch_size = 2\nlr = 0.01\n'
+        '[run]\nworkload = "training"\nrepeats = 2\nwarmup = 1\n[carbon]\nregion = "FRA"\n'
+    )
+    prof = P.load(f)
+    meter = StepMeter(steps={"package-0": 3.0})
+    doc = run_profile(prof, meters=[meter], measure_bandwidth=False)
+    results.validate(doc)
+    t = doc["metrics"]["train"]
+    assert doc["workload"]["kind"] == "training"
+    # one snapshot step (3 J) per window of 6 steps x 2 x 16 tokens
+    assert t["j_per_token"] == pytest.approx(3.0 / (6 * 2 * 16))
+    assert len(t["tokens_per_s_samples"]) == 2 and t["tokens_per_s"] > 0
+    # The model really trains: the loss falls on the memorised pool.
+    assert t["loss_last"] < t["loss_first"]
+    assert doc["metrics"]["decode"]["j_per_token"] is None
+    assert doc["carbon"]["tokens_basis"] == "trained"
