@@ -1,0 +1,1 @@
+"""Workloads: inference (prefill + decode on onnxruntime) and training (PyTorch, optional extra)."""
