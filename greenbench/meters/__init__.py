@@ -151,8 +151,9 @@ def select(
         chosen.append(est)
         why = probes["rapl"].reason.partition("; fix: ")[0]
         warnings.append(
-            "no CPU energy counter is usable, so CPU and RAM energy is ESTIMATED, not measured "
-            f"(TDP {ep.detail['tdp_w']:g} W from {ep.detail['tdp_source']} x this process tree's CPU time; "
-            f"RAM {ep.detail['ram_w_per_gb']:.3g} W/GB x its RSS). Why no counter: rapl: {why}"
+            "no CPU energy counter is usable, so CPU and RAM energy is ESTIMATED, not measured: "
+            f"CPU = {ep.detail['tdp_w']:g} W TDP / {ep.detail['logical_cpus']} logical CPUs x this process tree's CPU seconds "
+            f"(TDP source: {ep.detail['tdp_source']}); RAM = {ep.detail['ram_w_per_gb']:.3g} W/GB x its RSS. "
+            f"Why no counter: rapl: {why}"
         )
     return chosen, warnings

@@ -1,0 +1,300 @@
+"""Measure the energy of any code block or command: ``greenbench.measure()`` and ``greenbench measure``.
+
+Terms:
+    measurement: one window from entering to leaving a ``with greenbench.measure():`` block (or from
+        starting to reaping a command), over every selected meter (see :mod:`greenbench.meters`).
+    total energy (``energy.total_j``): the sum of the domains that count into the total (nested
+        domains such as RAPL ``core`` inside ``package`` are reported but not added).
+    marginal energy (``energy.marginal_j``): total minus idle power x duration, when an idle
+        baseline was measured first (``idle_s > 0``); see :mod:`greenbench.meters.idle`.
+    partial: the block raised (e.g. Ctrl-C) or the command was interrupted; what was measured up to
+        then is still reported, with ``partial: true``.
+
+Example::
+
+    with greenbench.measure(region="FRA") as m:
+        out = generate(prompt)
+        m.tokens = len(out)
+    print(m.result["j_per_token"], m.result["carbon"]["g_co2e"])
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import IO, Sequence, Union
+
+from greenbench.errors import GreenbenchError
+
+__all__ = ["Measurement", "measure", "run_command"]
+
+
+def _check_tokens(tokens) -> int | None:
+    if tokens is None:
+        return None
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
+        raise GreenbenchError(f"tokens must be a whole number >= 0, got {tokens!r}", "pass --tokens N with N >= 0")
+    return tokens
+
+
+class Measurement:
+    """A context manager that measures the energy of its block; see :func:`measure`.
+
+    Attributes:
+        tokens: tokens produced in the block (settable inside it); gives ``j_per_token``.
+        result: the result dict, set when the block exits (None before).
+        warnings: meter-selection and carbon warnings, also recorded in ``result["warnings"]``.
+    """
+
+    def __init__(
+        self,
+        tokens: int | None = None,
+        meters=None,
+        region: str | None = None,
+        *,
+        idle_s: float = 0.0,
+        pue: float | None = None,
+        sysfs_root: str | os.PathLike | None = None,
+        sampler=None,
+    ):
+        self.tokens = _check_tokens(tokens)
+        self.region = region
+        self.pue = pue
+        self.idle_s = float(idle_s)
+        self._requested = meters
+        self._sysfs_root = sysfs_root
+        self._sampler = sampler
+        self.meters: list = []
+        self.warnings: list[str] = []
+        self.idle_power_w: dict[str, float] = {}
+        self.result: dict | None = None
+        self._start = None
+        self._t0 = 0.0
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def __enter__(self) -> "Measurement":
+        from greenbench.meters import select
+        from greenbench.meters.idle import measure_idle
+        from greenbench.meters.rapl import DEFAULT_ROOT
+
+        self._carbon_preflight()
+        req = self._requested
+        if req is not None and not isinstance(req, str) and all(hasattr(m, "snapshot") for m in req) and len(req) > 0:
+            self.meters, warnings = list(req), []
+        else:
+            if isinstance(req, str):
+                req = [req]
+            self.meters, warnings = select(
+                list(req) if req else None, sysfs_root=self._sysfs_root or DEFAULT_ROOT, sampler=self._sampler
+            )
+        self.warnings.extend(warnings)
+        opened = []
+        try:
+            for m in self.meters:
+                m.open()
+                opened.append(m)
+            self.idle_power_w = measure_idle(self.meters, self.idle_s)
+            self._t0 = time.perf_counter()
+            self._start = [m.snapshot() for m in self.meters]
+        except BaseException:
+            for m in reversed(opened):
+                _close_quietly(m)
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self.finish(partial=exc_type is not None)
+        return False
+
+    def finish(self, *, partial: bool = False) -> dict:
+        """Take the end snapshot, close the meters and build :attr:`result` (idempotent)."""
+        if self.result is not None:
+            return self.result
+        if self._start is None:
+            raise RuntimeError("Measurement.finish() before __enter__()")
+        from greenbench.meters.base import total_joules, weakest_method, window
+        from greenbench.meters.idle import marginal_total_j
+
+        try:
+            end = [m.snapshot() for m in self.meters]
+            duration_s = time.perf_counter() - self._t0
+        finally:
+            for m in reversed(self.meters):
+                _close_quietly(m)
+        rows = []
+        for m, s, e in zip(self.meters, self._start, end):
+            rows.extend(window(m, s, e))
+        total_j = total_joules(rows)
+        method = weakest_method([r.method for r in rows] or [m.method for m in self.meters])
+        marginal_j = marginal_total_j(rows, self.idle_power_w, duration_s) if self.idle_power_w else None
+        tokens = _check_tokens(self.tokens)
+        carbon = self._carbon(total_j, tokens, marginal_j, method)
+        self.result = {
+            "duration_s": duration_s,
+            "tokens": tokens,
+            "j_per_token": (total_j / tokens) if tokens else None,
+            "marginal_j_per_token": (marginal_j / tokens) if (tokens and marginal_j is not None) else None,
+            "energy": {
+                "method": method,
+                "meters": [r.as_dict() for r in rows],
+                "total_j": total_j,
+                "marginal_j": marginal_j,
+                "idle_power_w": (
+                    [{"key": k, "power_w": w} for k, w in sorted(self.idle_power_w.items())] if self.idle_power_w else None
+                ),
+            },
+            "carbon": carbon,
+            "warnings": list(self.warnings),
+            "partial": bool(partial),
+        }
+        return self.result
+
+    # -- carbon -----------------------------------------------------------------------------
+    def _carbon_preflight(self) -> None:
+        """Fail on a bad region/PUE before anything runs, not after."""
+        try:
+            from greenbench.carbon import attribute
+        except ImportError:
+            return
+        attribute(0.0, region=self.region, pue=self.pue)
+
+    def _carbon(self, total_j: float, tokens, marginal_j, method) -> dict | None:
+        try:
+            from greenbench.carbon import attribute
+        except ImportError:
+            self.warnings.append("greenbench.carbon is not available: no CO2e figures")
+            return None
+        block = attribute(
+            total_j, tokens=tokens or None, region=self.region, pue=self.pue, marginal_energy_j=marginal_j,
+            energy_method=method,
+        )
+        if block.get("warning"):
+            self.warnings.append(block["warning"])
+        return block
+
+
+def _close_quietly(m) -> None:
+    try:
+        m.close()
+    except Exception:
+        pass
+
+
+def measure(tokens: int | None = None, meters=None, region: str | None = None, **kwargs) -> Measurement:
+    """Measure the energy of a ``with`` block.
+
+    Args:
+        tokens: tokens the block produces (or set ``m.tokens`` inside the block) for ``j_per_token``.
+        meters: meter names (None: every usable hardware meter, else estimates with a warning) or
+            already-built meter objects (e.g. a :class:`~greenbench.meters.replay.ReplayMeter`).
+        region: grid region code for CO2e (see :mod:`greenbench.carbon`).
+        **kwargs: ``idle_s`` (idle baseline seconds before the block, default 0), ``pue``,
+            ``sysfs_root`` (powercap root), ``sampler``.
+
+    Returns:
+        A :class:`Measurement`; after the block, ``m.result`` holds ``duration_s``, ``tokens``,
+        ``j_per_token``, ``energy`` (``method``, ``meters`` [{name, domain, method, joules, in_total}],
+        ``total_j``, ``marginal_j``), ``carbon``, ``warnings`` and ``partial``.
+
+    Raises:
+        MeterError: a requested meter is unknown or unusable.
+        GreenbenchError: bad tokens, region or PUE.
+    """
+    return Measurement(tokens, meters, region, **kwargs)
+
+
+StdoutTarget = Union[None, int, IO]
+
+
+def run_command(
+    argv: Sequence[str],
+    *,
+    tokens: int | None = None,
+    meters=None,
+    region: str | None = None,
+    idle_s: float = 0.0,
+    pue: float | None = None,
+    child_stdout: StdoutTarget = None,
+    sysfs_root: str | os.PathLike | None = None,
+) -> dict:
+    """Run ``argv`` (no shell) and measure it; the result adds ``command`` and ``exit_code``.
+
+    The child inherits stdin and stderr, and stdout unless ``child_stdout`` redirects it (the CLI's
+    ``--json`` sends it to stderr). Ctrl-C (SIGINT) while the child runs is forwarded to it when the
+    terminal did not already deliver it (the child is not in the terminal's foreground process
+    group); a second one sends SIGTERM, a third SIGKILL. The measurement then ends when the child
+    has exited and is marked ``partial``. ``exit_code`` is the child's, or 128 + N if signal N ended it.
+
+    Raises:
+        GreenbenchError: empty command, command not found or not executable (nothing runs).
+    """
+    argv = [str(a) for a in argv]
+    if not argv:
+        raise GreenbenchError("no command given to measure", "put the command after --: greenbench measure -- CMD ARGS...")
+    exe = argv[0]
+    if os.sep not in exe:
+        import shutil
+
+        if shutil.which(exe) is None:
+            raise GreenbenchError(f"command not found: {exe!r} (not on PATH)", "check the spelling, or give the path to the program")
+    elif not os.path.exists(exe):
+        raise GreenbenchError(f"command not found: {exe}", "check the path to the program")
+
+    m = Measurement(tokens, meters, region, idle_s=idle_s, pue=pue, sysfs_root=sysfs_root)
+    interrupts = 0
+    proc: subprocess.Popen | None = None
+
+    def on_sigint(signum, frame):
+        nonlocal interrupts
+        interrupts += 1
+        if proc is None or proc.poll() is not None:
+            return
+        if interrupts == 1:
+            if not _terminal_delivered(proc):
+                proc.send_signal(signal.SIGINT)
+        elif interrupts == 2:
+            proc.terminate()
+        else:
+            proc.kill()
+
+    in_main = threading.current_thread() is threading.main_thread()
+    with m:
+        try:
+            proc = subprocess.Popen(argv, stdout=child_stdout)
+        except OSError as exc:
+            raise GreenbenchError(
+                f"cannot run {exe!r}: {exc.strerror or exc}", "check that the program exists and is executable"
+            ) from None
+        old = signal.signal(signal.SIGINT, on_sigint) if in_main else None
+        try:
+            while True:
+                try:
+                    rc = proc.wait()
+                    break
+                except KeyboardInterrupt:  # no handler installed (not the main thread)
+                    on_sigint(signal.SIGINT, None)
+        finally:
+            if in_main:
+                signal.signal(signal.SIGINT, old)
+    result = m.finish(partial=interrupts > 0)
+    if interrupts:
+        result["partial"] = True
+    result["command"] = argv
+    result["exit_code"] = rc if rc >= 0 else 128 - rc
+    return result
+
+
+def _terminal_delivered(proc: subprocess.Popen) -> bool:
+    """Whether a terminal Ctrl-C already reached the child (it is in the terminal's foreground group)."""
+    for stream in (sys.stdin, sys.stderr, sys.stdout):
+        try:
+            fd = stream.fileno()
+            if os.isatty(fd):
+                return os.tcgetpgrp(fd) == os.getpgid(proc.pid)
+        except (AttributeError, OSError, ValueError):
+            continue
+    return False
