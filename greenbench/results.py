@@ -187,3 +187,24 @@ def loads(raw: bytes | str, source: str = "<result>") -> dict:
 
 def utc_now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def load_any(path: str | Path) -> dict:
+    """A result document from a bare result file or a signed DSSE envelope (whose signature is verified)."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise GreenbenchError(f"file not found: {p}", "give a result JSON or a signed envelope") from None
+    except OSError as exc:
+        raise GreenbenchError(f"cannot read {p}: {exc.strerror or exc}") from None
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise GreenbenchError(f"{p} is not valid JSON: {exc}") from None
+    if isinstance(doc, dict) and "payloadType" in doc and "payload" in doc:
+        from greenbench.signing import verify_envelope
+
+        verified = verify_envelope(doc)
+        return loads(_jcs(verified.result), source=str(p))
+    return loads(raw, source=str(p))

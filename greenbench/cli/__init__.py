@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "sign",
     "store",
     "publish",
+    "gate",
     "serve",
 )
 
