@@ -1,0 +1,137 @@
+"""A client for another greenbench server (``greenbench serve``): publish results, fetch blocks.
+
+The server is not trusted: a block fetched from it is checked against its CID before it is returned,
+and the CID it assigns to a published result must equal the one computed here. Network failures and
+refusals raise :class:`~greenbench.errors.GreenbenchError` (exit 2) naming the URL and the fix;
+a block whose bytes do not match its CID raises :class:`~greenbench.errors.VerificationError`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from greenbench.errors import GreenbenchError, VerificationError
+
+__all__ = ["ServerClient", "server_base_url"]
+
+_FIX = "start it with `greenbench serve` there, or check the --to URL (default port 8787)"
+
+
+def server_base_url(url: str) -> str:
+    """``http(s)://host:port[/prefix][/]`` -> without the trailing slash.
+
+    Raises:
+        GreenbenchError: not an http(s) URL with a host.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise GreenbenchError(
+            f"{url!r} is not a server URL",
+            "use http://HOST:PORT for a greenbench server or kubo+http://HOST:5001 for an IPFS (Kubo) node",
+        )
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+@dataclass
+class ServerClient:
+    """Calls on one greenbench server.
+
+    Args:
+        url: ``http://host:port`` of the server.
+        token: bearer token for writes (the server's ``--token-file`` / ``GREENBENCH_SERVER_TOKEN``).
+        timeout_s: per-request timeout.
+        transport: an ``httpx`` transport (tests).
+    """
+
+    url: str
+    token: str | None = None
+    timeout_s: float = 60.0
+    transport: Any = None
+
+    def __post_init__(self) -> None:
+        self.base = server_base_url(self.url)
+
+    def _request(self, method: str, path: str, **kw):
+        import httpx
+
+        headers = kw.pop("headers", {})
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        target = f"{self.base}{path}"
+        try:
+            with httpx.Client(timeout=self.timeout_s, transport=self.transport, follow_redirects=False) as c:
+                return c.request(method, target, headers=headers, **kw)
+        except httpx.TimeoutException:
+            raise GreenbenchError(f"greenbench server at {self.base} did not answer within {self.timeout_s:g} s", _FIX) from None
+        except httpx.HTTPError as exc:
+            raise GreenbenchError(f"cannot reach greenbench server at {self.base}: {exc}", _FIX) from None
+
+    @staticmethod
+    def _reason(resp) -> str:
+        try:
+            doc = resp.json()
+        except ValueError:
+            return resp.text[:200] or resp.reason_phrase
+        if isinstance(doc, dict):
+            return str(doc.get("error") or doc.get("Message") or doc)
+        return str(doc)[:200]
+
+    def post_result(self, envelope: dict) -> dict:
+        """``POST /api/v1/results``; returns the server's ``{"cid", "signer", …}``.
+
+        Raises:
+            VerificationError: the server says the envelope does not verify (HTTP 422).
+            GreenbenchError: unreachable, unauthorized, too large, or any other refusal.
+        """
+        body = json.dumps(envelope, separators=(",", ":")).encode("utf-8")
+        resp = self._request("POST", "/api/v1/results", content=body, headers={"Content-Type": "application/json"})
+        if resp.status_code in (200, 201):
+            try:
+                doc = resp.json()
+            except ValueError:
+                doc = None
+            if not isinstance(doc, dict) or not isinstance(doc.get("cid"), str):
+                raise GreenbenchError(f"{self.base} did not answer like a greenbench server: {resp.text[:200]!r}", _FIX)
+            return doc
+        reason = self._reason(resp)
+        if resp.status_code == 401:
+            raise GreenbenchError(
+                f"{self.base} refused the result: {reason}",
+                "pass the server's token with --token-file FILE or GREENBENCH_SERVER_TOKEN",
+            )
+        if resp.status_code == 422:
+            raise VerificationError(f"{self.base} rejected the envelope: {reason}")
+        if resp.status_code in (404, 405):
+            raise GreenbenchError(
+                f"{self.base} is not a greenbench server (POST /api/v1/results answered HTTP {resp.status_code})",
+                "for an IPFS node use --to kubo+http://HOST:5001",
+            )
+        raise GreenbenchError(f"{self.base} refused the result (HTTP {resp.status_code}): {reason}")
+
+    def get_block(self, cid) -> bytes:
+        """Fetch ``/ipfs/{cid}?format=raw`` and check it against ``cid``.
+
+        Raises:
+            GreenbenchError: not found or unreachable.
+            VerificationError: the bytes do not hash to ``cid``.
+        """
+        from greenbench.store.cid import CID
+
+        cid = CID.decode(str(cid))
+        resp = self._request("GET", f"/ipfs/{cid}", params={"format": "raw"}, headers={"Accept": "application/vnd.ipld.raw"})
+        if resp.status_code != 200:
+            raise GreenbenchError(f"{self.base} has no block {cid} (HTTP {resp.status_code}): {self._reason(resp)}")
+        if not cid.verify(resp.content):
+            raise VerificationError(f"{self.base} served bytes for {cid} that do not match the CID")
+        return resp.content
+
+    def results(self) -> list[dict]:
+        """The server's result index (``GET /api/v1/results``)."""
+        resp = self._request("GET", "/api/v1/results")
+        if resp.status_code != 200:
+            raise GreenbenchError(f"{self.base} did not list results (HTTP {resp.status_code}): {self._reason(resp)}")
+        doc = resp.json()
+        return list(doc.get("results", [])) if isinstance(doc, dict) else []
