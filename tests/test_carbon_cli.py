@@ -168,3 +168,10 @@ def test_list_regions():
     assert {"FRA", "US-CA", "CA-ON", "SE-SE1", "gcp:europe-west1", "WORLD", "CN-BJ"} <= codes
     res = invoke("--list-regions")
     assert res.exit_code == 0 and "US-CA" in res.stdout
+
+
+def test_tokens_override_on_a_result(tmp_path):
+    doc = json.loads(invoke(write(tmp_path, result_doc()), "--tokens", "192", "--json").stdout)
+    assert doc["tokens"] == 192 and doc["tokens_basis"] == "--tokens"
+    doc = json.loads(invoke(write(tmp_path, result_doc()), "--json").stdout)
+    assert doc["tokens_basis"].startswith("workload.new_tokens x 3")

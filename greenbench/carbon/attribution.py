@@ -444,6 +444,7 @@ def attribute_result(
     warning (the run's real location is unknown); pass ``region`` to correct it.
     """
     inp = inputs_from_result(doc, source)
+    tokens_basis = inp["tokens_basis"] if tokens is None else "--tokens"
     tokens = inp["tokens"] if tokens is None else tokens
     if region is None and inp["region"] is not None:
         from greenbench.carbon.regions import resolve_region
@@ -474,5 +475,5 @@ def attribute_result(
             marginal_energy_j=inp["marginal_energy_j"],
             energy_method=inp["energy_method"],
         )
-    block["tokens_basis"] = inp["tokens_basis"] if tokens is inp["tokens"] else "--tokens"
+    block["tokens_basis"] = tokens_basis
     return block
