@@ -1,0 +1,196 @@
+"""The decode cost model: parameters, MACs and bytes per generated token, and the memory roofline.
+
+For a Llama-style decoder with L layers, hidden H, nH query heads, kvH key/value heads, head dim hd,
+MLP width F, vocab V and context T (energy-parameters.md, after Kaplan et al. 2020, arXiv:2001.08361,
+Table 1, plus the LM head):
+
+    MACs/token  = L·[H·hd·(2·nH + 2·kvH) + 3·H·F + 2·nH·hd·T] + H·V          (FLOPs = 2·MACs)
+    bytes/token = b_w·[L·(H·hd·(2nH+2kvH) + 3HF) + H·V + H] + b_kv·2·L·kvH·hd·(T+1)
+
+``b_w`` is the bytes per weight (4 fp32, 2 fp16; int4 ``MatMulNBits``: half a byte plus a 4-byte scale
+per block, counted exactly per matrix) and ``b_kv`` the bytes per KV element. With batch B one step
+reads the weights once for B tokens, so the weight term is divided by B.
+
+Memory-bound ceiling (kipply, "Transformer Inference Arithmetic", 2022):
+``tokens/s <= bandwidth / bytes_per_token``; :func:`roofline` reports the achieved fraction of it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from greenbench.models.config import LlamaConfig
+
+CITATION = (
+    "MACs: Kaplan et al. 2020 (arXiv:2001.08361) Table 1 + LM head; bytes and ceiling: kipply, "
+    "'Transformer Inference Arithmetic' (2022); see energy-parameters.md"
+)
+
+
+def _matrix_bytes(k: int, n: int, dtype: str, block_size: int) -> int:
+    if dtype == "int4":
+        n_blocks = -(-k // block_size)
+        return n * n_blocks * (block_size // 2) + n * n_blocks * 4
+    return k * n * (2 if dtype == "fp16" else 4)
+
+
+def decode_cost(cfg: LlamaConfig, context_tokens: int, batch_size: int = 1) -> dict:
+    """Cost per generated token of one decode step at context ``context_tokens`` (see module docstring)."""
+    L, H, nH, kvH, hd, F, V = cfg.layers, cfg.hidden, cfg.heads, cfg.kv_heads, cfg.head_dim, cfg.ffn, cfg.vocab
+    T = int(context_tokens)
+    macs = L * (H * hd * (2 * nH + 2 * kvH) + 3 * H * F + 2 * nH * hd * T) + H * V
+    bs = cfg.int4_block_size
+    mats = [(H, nH * hd + 2 * kvH * hd), (nH * hd, H), (H, F), (H, F), (F, H)]
+    layer_bytes = sum(_matrix_bytes(k, n, cfg.dtype, bs) for k, n in mats)
+    b_act = 2 if cfg.dtype == "fp16" else 4  # embeddings, norms and KV stay in the activation dtype
+    weight_bytes = L * layer_bytes + _matrix_bytes(H, V, cfg.dtype, bs) + H * b_act
+    kv_bytes = b_act * 2 * L * kvH * hd * (T + 1)
+    params = L * (H * hd * (nH + 2 * kvH) + nH * hd * H + 3 * H * F + 2 * H) + 2 * V * H + H
+    return {
+        "params": int(params),
+        "macs_per_token": float(macs),
+        "flops_per_token": float(2 * macs),
+        "bytes_per_token": float(weight_bytes / batch_size + kv_bytes),
+        "weight_bytes_per_step": float(weight_bytes),
+        "kv_bytes_per_token": float(kv_bytes),
+        "context_tokens": T,
+        "batch_size": int(batch_size),
+        "method": "analytic",
+        "citation": CITATION,
+    }
+
+
+def graph_cost(
+    onnx_path,
+    *,
+    layers: int,
+    heads: int,
+    kv_heads: int,
+    head_dim: int,
+    kv_itemsize: int,
+    context_tokens: int,
+    batch_size: int = 1,
+) -> dict:
+    """The same cost model for a model we did not build, counted from its ONNX initializers.
+
+    Weight bytes and MACs come from the constant right-hand operands of ``MatMul``/``Gemm``/``MatMulNBits``
+    (K·N MACs, their stored bytes); an embedding table read by ``Gather`` and by no matmul counts one row.
+    The attention term ``2·nH·hd·T`` per layer and the KV bytes use the given head counts.
+    """
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    inits = {t.name: t for t in model.graph.initializer}
+
+    def nbytes(t) -> int:
+        n = math.prod(t.dims)
+        return n * onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+
+    macs = 0
+    weight_bytes = 0
+    params = 0
+    matmul_weights: set[str] = set()
+    gathers: list = []
+    for node in model.graph.node:
+        if node.op_type in ("MatMul", "Gemm") and len(node.input) > 1 and node.input[1] in inits:
+            t = inits[node.input[1]]
+            if len(t.dims) == 2:
+                macs += t.dims[0] * t.dims[1]
+                params += t.dims[0] * t.dims[1]
+                weight_bytes += nbytes(t)
+                matmul_weights.add(t.name)
+        elif node.op_type == "MatMulNBits":
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            macs += attrs["K"] * attrs["N"]
+            params += attrs["K"] * attrs["N"]
+            for name in node.input[1:]:
+                if name in inits:
+                    weight_bytes += nbytes(inits[name])
+        elif node.op_type == "Gather" and node.input[0] in inits and len(inits[node.input[0]].dims) == 2:
+            gathers.append(inits[node.input[0]])
+    for t in gathers:
+        if t.name not in matmul_weights:
+            params += t.dims[0] * t.dims[1]
+            weight_bytes += nbytes(t) // t.dims[0]  # one row per token
+    T = int(context_tokens)
+    macs += layers * 2 * heads * head_dim * T
+    kv_bytes = kv_itemsize * 2 * layers * kv_heads * head_dim * (T + 1)
+    return {
+        "params": int(params),
+        "macs_per_token": float(macs),
+        "flops_per_token": float(2 * macs),
+        "bytes_per_token": float(weight_bytes / batch_size + kv_bytes),
+        "weight_bytes_per_step": float(weight_bytes),
+        "kv_bytes_per_token": float(kv_bytes),
+        "context_tokens": T,
+        "batch_size": int(batch_size),
+        "method": "counted-from-graph",
+        "citation": CITATION,
+    }
+
+
+def roofline(cost: dict, tokens_per_s: float, bandwidth_bytes_per_s: float) -> float:
+    """Achieved fraction of the memory-bound ceiling: ``tokens_per_s / (bandwidth / bytes_per_token)``.
+
+    ``tokens_per_s`` counts every generated token (all batch rows), matching ``bytes_per_token``.
+    """
+    if bandwidth_bytes_per_s <= 0 or cost["bytes_per_token"] <= 0:
+        raise ValueError("bandwidth and bytes_per_token must be positive")
+    return float(tokens_per_s) / (float(bandwidth_bytes_per_s) / float(cost["bytes_per_token"]))
+
+
+def memory_bandwidth_bytes_per_s(
+    threads: int | None = None, size_bytes: int | None = None, min_time_s: float = 0.3
+) -> float:
+    """Sustained DRAM read bandwidth measured in this process, in bytes/s.
+
+    Reads a float32 array larger than the last-level cache (default 256 MiB, or 8x the L3 size if larger)
+    with ``np.max`` (a streaming SIMD read; numpy releases the GIL), split over 1 thread and over
+    ``threads`` threads (default: physical cores), repeating for at least ``min_time_s``; returns the
+    best pass of either. Taking the best makes the ceiling high and so the roofline fraction conservative.
+    """
+    import concurrent.futures
+
+    import numpy as np
+
+    if threads is None:
+        import psutil
+
+        threads = psutil.cpu_count(logical=False) or 1
+    if size_bytes is None:
+        size_bytes = max(256 << 20, 8 * _l3_bytes())
+    a = np.ones(size_bytes // 4, dtype=np.float32)
+    best = 0.0
+    deadline = time.perf_counter() + min_time_s
+    with concurrent.futures.ThreadPoolExecutor(max(1, threads)) as pool:
+        for nt in sorted({1, max(1, threads)}):
+            chunks = np.array_split(a, nt)
+            passes = 0
+            while passes < 2 or (time.perf_counter() < deadline and passes < 20):
+                t0 = time.perf_counter()
+                list(pool.map(np.max, chunks))
+                dt = time.perf_counter() - t0
+                best = max(best, a.nbytes / dt)
+                passes += 1
+            deadline = time.perf_counter() + min_time_s / 2
+    return best
+
+
+def memory_bandwidth_gbps(threads: int | None = None, size_bytes: int | None = None, min_time_s: float = 0.3) -> float:
+    """:func:`memory_bandwidth_bytes_per_s` in GB/s (1e9 bytes/s)."""
+    return memory_bandwidth_bytes_per_s(threads, size_bytes, min_time_s) / 1e9
+
+
+def _l3_bytes() -> int:
+    try:
+        import glob
+
+        sizes = []
+        for f in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
+            s = open(f).read().strip()
+            mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(s[-1], 1)
+            sizes.append(int(s.rstrip("KMG")) * mult)
+        return max(sizes) if sizes else 32 << 20
+    except (OSError, ValueError):
+        return 32 << 20
