@@ -1,0 +1,840 @@
+"""The embedded default store: a blockstore directory plus an SQLite index of results.
+
+Terms:
+    block: some bytes addressed by a CID. The store keys a block by its *multihash* (the CID minus
+        version and codec), as Kubo's blockstore does, so the same bytes addressed as raw or as
+        dag-json, or by a CIDv0 and a CIDv1, are stored once.
+    chunked file: a file larger than :data:`BLOCK_LIMIT` (1 MiB) is stored as raw blocks of
+        :data:`CHUNK_SIZE` bytes (the last may be shorter) under a DAG-JSON root block::
+
+            {"chunk_size": 1048576, "chunks": [{"/": "bafkrei..."}, ...],
+             "kind": "greenbench.chunked-file/1", "size": <total bytes>}
+
+        ``cat(root)`` streams the chunks back in order and checks the total size. One root lists up
+        to about 15,000 chunks, so a file may be up to ~15 GiB.
+    result index: ``index.sqlite`` (WAL mode, busy timeout), one row per indexed result CID with its
+        signer, profile, backend, hardware and headline metrics, for fast queries without reading blocks.
+
+Layout of a store directory::
+
+    greenbench-store.json          {"layout": ..., "version": 1}
+    blocks/<2 chars>/<key>         one file per block; key = base32 of the multihash, the shard is
+                                   the two characters before the key's last one
+    tmp/                           temporary files of writes in progress (same filesystem)
+    index.sqlite                   the result index
+
+Guarantees:
+    * Writes are atomic: a block is written to ``tmp/``, made durable, then renamed into place, so a
+      crash mid-write never leaves a visible partial block. Single writes fsync the file and the shard
+      directory; batches (chunked files, CAR imports) write every temporary file, make them durable
+      together (``syncfs`` where available, else one fsync per file), rename them, and sync again.
+    * Every read re-hashes the block: :meth:`LocalStore.get_block` raises :class:`VerificationError`
+      (exit 1) for a corrupted block instead of returning its bytes.
+    * Bytes that do not match their CID are never stored: :meth:`LocalStore.put_verified` raises
+      :class:`VerificationError` (exit 1), and :meth:`LocalStore.import_car` checks every block of a
+      CAR before any of them becomes visible (all or nothing).
+    * Several processes may write at once: renames are atomic and blocks are immutable, and SQLite
+      serialises index writes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import os
+import sqlite3
+import tempfile
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, BinaryIO, Iterable, Iterator
+
+from greenbench.errors import StoreError, VerificationError
+from greenbench.fsutil import default_store_dir
+from greenbench.store import dagcbor, dagjson, dagpb
+from greenbench.store import multiformats as mf
+from greenbench.store.car import CarReader, write_car
+from greenbench.store.cid import DAG_CBOR, DAG_JSON, DAG_PB, IDENTITY, RAW, SHA2_256, CID, cid_for
+
+__all__ = [
+    "LocalStore",
+    "open_store",
+    "BlockNotFoundError",
+    "ImportResult",
+    "BLOCK_LIMIT",
+    "IMPORT_BLOCK_LIMIT",
+    "CHUNK_SIZE",
+    "CHUNKED_FILE_KIND",
+]
+
+#: Largest block greenbench makes (``put_block``, file chunks).
+BLOCK_LIMIT = 1 << 20
+#: Largest block accepted from elsewhere (``put_verified``, ``import_car``): the libp2p/bitswap limit.
+IMPORT_BLOCK_LIMIT = 2 << 20
+#: Chunk size of chunked files.
+CHUNK_SIZE = 1 << 20
+#: The ``kind`` of a chunked-file root block.
+CHUNKED_FILE_KIND = "greenbench.chunked-file/1"
+STORE_VERSION = 1
+_MARKER = "greenbench-store.json"
+_SQLITE_TIMEOUT_S = 30.0
+
+
+class BlockNotFoundError(StoreError):
+    """The store has no block for this CID (exit 2; the HTTP server maps it to 404)."""
+
+
+class ImportResult(list):
+    """The roots of an imported CAR (a ``list[CID]``), with counts.
+
+    Attributes:
+        blocks: sections read from the CAR.
+        new_blocks: blocks that were not in the store before.
+        bytes: total block bytes read.
+    """
+
+    def __init__(self, roots: Iterable[CID], blocks: int, new_blocks: int, nbytes: int):
+        super().__init__(roots)
+        self.blocks = blocks
+        self.new_blocks = new_blocks
+        self.bytes = nbytes
+
+
+def _load_syncfs():
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_syncfs = _load_syncfs()
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _os_error(exc: OSError, what: str, path: Path) -> StoreError:
+    return StoreError(
+        f"cannot {what} {path}: {exc.strerror or exc}",
+        "pass --store DIR with a directory you can write to (or set GREENBENCH_STORE)",
+    )
+
+
+class _Batch:
+    """Temporary block files made visible together (see the module docstring)."""
+
+    def __init__(self, store: "LocalStore", fsync_each: bool):
+        self.store = store
+        self.fsync_each = fsync_each
+        self.pending: list[tuple[str, Path]] = []
+        self.seen: set[Path] = set()
+
+    def write(self, path: Path, data: bytes | memoryview) -> bool:
+        """Write a temporary file for ``path`` unless the block is already there. True if new."""
+        if path in self.seen or self.store._present(path, len(data)):
+            return False
+        tmp = self.store._write_temp(data, fsync=self.fsync_each)
+        self.pending.append((tmp, path))
+        self.seen.add(path)
+        return True
+
+    def commit(self) -> None:
+        store = self.store
+        if not self.pending:
+            return
+        if not self.fsync_each:
+            store._sync_all([t for t, _ in self.pending])
+        dirs = set()
+        for tmp, path in self.pending:
+            try:
+                os.replace(tmp, path)
+            except FileNotFoundError:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, path)
+            dirs.add(path.parent)
+        self.pending.clear()
+        store._sync_dirs(dirs)
+
+    def abort(self) -> None:
+        for tmp, _ in self.pending:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        self.pending.clear()
+
+
+class LocalStore:
+    """A blockstore directory with an SQLite result index (see the module docstring).
+
+    Args:
+        root: the store directory; created on the first write.
+        workers: threads that hash and write chunks of large files (default: CPU count, at most 4).
+    """
+
+    def __init__(self, root: str | os.PathLike, workers: int | None = None):
+        self.root = Path(root)
+        self.blocks_dir = self.root / "blocks"
+        self.tmp_dir = self.root / "tmp"
+        self.index_path = self.root / "index.sqlite"
+        self.workers = workers or max(1, min(4, os.cpu_count() or 1))
+        self._ready = False
+        self._index_ready = False
+        self._check_marker()
+
+    def __repr__(self) -> str:
+        return f"LocalStore({str(self.root)!r})"
+
+    # --- layout ------------------------------------------------------------------------------
+
+    def _check_marker(self) -> None:
+        marker = self.root / _MARKER
+        try:
+            raw = marker.read_bytes()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise _os_error(exc, "read", marker) from None
+        try:
+            version = json.loads(raw).get("version")
+        except (ValueError, AttributeError):
+            version = None
+        if version != STORE_VERSION:
+            raise StoreError(
+                f"{marker}: unknown store layout version {version!r} (this greenbench reads version {STORE_VERSION})",
+                "upgrade greenbench, or pass --store DIR with another directory",
+            )
+
+    def _ensure(self) -> None:
+        if self._ready:
+            return
+        try:
+            self.blocks_dir.mkdir(parents=True, exist_ok=True)
+            self.tmp_dir.mkdir(exist_ok=True)
+            marker = self.root / _MARKER
+            if not marker.exists():
+                body = json.dumps({"layout": "blocks/<shard>/<base32 multihash>", "version": STORE_VERSION}, sort_keys=True)
+                tmp = self._write_temp(body.encode(), fsync=True)
+                os.replace(tmp, marker)
+                _fsync_path(self.root)
+        except OSError as exc:
+            raise _os_error(exc, "create the store in", self.root) from None
+        self._ready = True
+
+    def block_path(self, cid: CID) -> Path:
+        """Where the block for ``cid`` lives (whether or not it is there)."""
+        key = mf.b32encode(cid.multihash)
+        return self.blocks_dir / key[-3:-1] / key
+
+    def _present(self, path: Path, size: int) -> bool:
+        try:
+            return path.stat().st_size == size
+        except OSError:
+            return False
+
+    def _write_temp(self, data: bytes | memoryview, fsync: bool) -> str:
+        fd, tmp = tempfile.mkstemp(prefix="blk-", suffix=".tmp", dir=self.tmp_dir)
+        try:
+            _write_all(fd, data)
+            os.fchmod(fd, 0o644)
+            if fsync:
+                os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
+        os.close(fd)
+        return tmp
+
+    def _sync_all(self, temps: list[str]) -> None:
+        if _syncfs is not None:
+            fd = os.open(self.root, os.O_RDONLY)
+            try:
+                if _syncfs(fd) == 0:
+                    return
+            finally:
+                os.close(fd)
+        for tmp in temps:
+            _fsync_path(Path(tmp))
+
+    def _sync_dirs(self, dirs: Iterable[Path]) -> None:
+        dirs = list(dirs)
+        if len(dirs) > 8 and _syncfs is not None:
+            fd = os.open(self.root, os.O_RDONLY)
+            try:
+                if _syncfs(fd) == 0:
+                    return
+            finally:
+                os.close(fd)
+        for d in dirs:
+            _fsync_path(d)
+
+    def _store(self, cid: CID, data: bytes | memoryview) -> bool:
+        """Atomically and durably store one block already known to match ``cid``. True if new."""
+        if cid.hash_code == IDENTITY:
+            return False
+        path = self.block_path(cid)
+        if self._present(path, len(data)):
+            return False
+        self._ensure()
+        try:
+            tmp = self._write_temp(data, fsync=True)
+            try:
+                os.replace(tmp, path)
+            except FileNotFoundError:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, path)
+            _fsync_path(path.parent)
+        except OSError as exc:
+            raise _os_error(exc, "write a block to", self.root) from None
+        return True
+
+    # --- blocks ------------------------------------------------------------------------------
+
+    def put_block(self, data: bytes | bytearray | memoryview, codec: str | int = "raw") -> CID:
+        """Store ``data`` as one block and return its CIDv1 (sha2-256).
+
+        DAG-JSON and DAG-CBOR blocks are decoded first, so the store never holds an undecodable one.
+
+        Raises:
+            StoreError: larger than :data:`BLOCK_LIMIT`, undecodable for its codec, or the store is not writable.
+        """
+        if len(data) > BLOCK_LIMIT:
+            raise StoreError(
+                f"block of {len(data)} bytes exceeds the {BLOCK_LIMIT}-byte block limit",
+                "store large data with put_file / `greenbench store put`, which chunks it",
+            )
+        code = mf.codec_code(codec)
+        if code == DAG_JSON:
+            dagjson.decode(data)
+        elif code == DAG_CBOR:
+            dagcbor.decode(data)
+        cid = cid_for(data, code)
+        self._store(cid, data)
+        return cid
+
+    def put_verified(self, cid: CID | str, data: bytes | bytearray | memoryview) -> CID:
+        """Store a block under a CID someone else computed, after checking the bytes match it.
+
+        Raises:
+            VerificationError: the bytes do not hash to ``cid`` (exit 1; nothing stored).
+            StoreError: a hash function greenbench cannot check, or a block over :data:`IMPORT_BLOCK_LIMIT`.
+        """
+        cid = CID.decode(cid)
+        if len(data) > IMPORT_BLOCK_LIMIT:
+            raise StoreError(f"block {cid} of {len(data)} bytes exceeds the {IMPORT_BLOCK_LIMIT}-byte limit")
+        if not cid.can_verify:
+            raise StoreError(f"cannot verify block {cid}: hash function {cid.hash_name} is not supported; not stored")
+        if not cid.verify(data):
+            raise VerificationError(
+                f"block bytes do not match {cid}: their {cid.hash_name} differs; not stored",
+                "fetch the block again from a source you trust",
+            )
+        self._store(cid, data)
+        return cid
+
+    def has(self, cid: CID | str) -> bool:
+        """True when the block is in the store (identity CIDs always are)."""
+        cid = CID.decode(cid)
+        return cid.hash_code == IDENTITY or self.block_path(cid).is_file()
+
+    def get_block(self, cid: CID | str) -> bytes:
+        """The block's bytes, re-hashed against ``cid`` on every read.
+
+        Raises:
+            BlockNotFoundError: no such block (exit 2).
+            VerificationError: the stored bytes no longer match (exit 1).
+        """
+        cid = CID.decode(cid)
+        if cid.hash_code == IDENTITY:
+            return cid.digest
+        path = self.block_path(cid)
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except FileNotFoundError:
+            raise BlockNotFoundError(
+                f"block {cid} is not in the store {self.root}",
+                "check the CID, or pass --store DIR / GREENBENCH_STORE for the store that has it",
+            ) from None
+        except OSError as exc:
+            raise _os_error(exc, "read", path) from None
+        if not cid.can_verify:
+            raise StoreError(f"cannot verify block {cid}: hash function {cid.hash_name} is not supported")
+        if not cid.verify(data):
+            raise VerificationError(
+                f"block {cid} in {path} is corrupted: its bytes no longer match the CID",
+                "delete that file and import the block again from a good copy",
+            )
+        return data
+
+    def iter_cids(self) -> Iterator[CID]:
+        """Every stored block as a raw-codec CIDv1 (the store keeps multihashes, not codecs)."""
+        if not self.blocks_dir.is_dir():
+            return
+        for shard in sorted(self.blocks_dir.iterdir()):
+            for entry in sorted(shard.iterdir()):
+                try:
+                    mh = mf.b32decode(entry.name)
+                    code, pos = mf.decode_varint(mh, 0)
+                    length, pos = mf.decode_varint(mh, pos)
+                except StoreError:
+                    continue
+                if len(mh) - pos == length:
+                    yield CID(1, RAW, code, mh[pos:])
+
+    # --- files -------------------------------------------------------------------------------
+
+    def put_file(self, source: str | os.PathLike | BinaryIO) -> CID:
+        """Store a file (path or binary stream): one raw block up to 1 MiB, else a chunked file.
+
+        Returns:
+            The raw block's CID, or the chunked-file root's CID (dag-json).
+
+        Raises:
+            StoreError: the file cannot be read, or the store cannot be written.
+        """
+        if isinstance(source, (str, os.PathLike)):
+            path = Path(source)
+            try:
+                fh = open(path, "rb")
+            except OSError as exc:
+                raise StoreError(f"cannot read {path}: {exc.strerror or exc}", "check the file path") from None
+            with fh:
+                return self._put_stream(fh, str(path))
+        return self._put_stream(source, getattr(source, "name", "<stream>"))
+
+    def _read_chunk(self, fh: BinaryIO, name: str) -> bytes:
+        try:
+            parts = []
+            want = CHUNK_SIZE
+            while want:
+                part = fh.read(want)
+                if not part:
+                    break
+                parts.append(part)
+                want -= len(part)
+        except OSError as exc:
+            raise StoreError(f"cannot read {name}: {exc.strerror or exc}") from None
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _put_stream(self, fh: BinaryIO, name: str) -> CID:
+        first = self._read_chunk(fh, name)
+        if len(first) < CHUNK_SIZE:
+            return self.put_block(first)
+        second = self._read_chunk(fh, name)
+        if not second:
+            return self.put_block(first)
+        self._ensure()
+        batch = _Batch(self, fsync_each=True)
+
+        def store_chunk(chunk: bytes) -> tuple[CID, bool]:
+            cid = CID(1, RAW, SHA2_256, hashlib.sha256(chunk).digest())
+            return cid, batch.write(self.block_path(cid), chunk)
+
+        chunks: list[CID] = []
+        total = 0
+        max_chunks = _max_chunks()
+        try:
+            with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="gb-store") as pool:
+                inflight: deque = deque()
+                chunk = first
+                pending_next = second
+                while chunk:
+                    total += len(chunk)
+                    inflight.append(pool.submit(store_chunk, chunk))
+                    while len(inflight) > 2 * self.workers:
+                        chunks.append(inflight.popleft().result()[0])
+                    if len(chunks) + len(inflight) > max_chunks:
+                        raise StoreError(
+                            f"{name} is larger than a chunked file can be ({max_chunks} chunks of {CHUNK_SIZE} bytes)",
+                            "split the file, or publish it to IPFS with Kubo (`ipfs add`)",
+                        )
+                    chunk, pending_next = pending_next, (self._read_chunk(fh, name) if pending_next else b"")
+                while inflight:
+                    chunks.append(inflight.popleft().result()[0])
+            batch.commit()
+        except OSError as exc:
+            batch.abort()
+            raise _os_error(exc, "write blocks to", self.root) from None
+        except BaseException:
+            batch.abort()
+            raise
+        root = dagjson.encode({"chunk_size": CHUNK_SIZE, "chunks": chunks, "kind": CHUNKED_FILE_KIND, "size": total})
+        return self.put_block(root, "dag-json")
+
+    def cat(self, cid: CID | str) -> Iterator[bytes]:
+        """The bytes addressed by ``cid``: a chunked file's chunks in order, else the block itself.
+
+        Every block is verified as it is read (see :meth:`get_block`).
+        """
+        cid = CID.decode(cid)
+        data = self.get_block(cid)
+        root = _chunked_root(cid, data)
+        if root is None:
+            yield data
+            return
+        total = 0
+        for chunk_cid in root["chunks"]:
+            chunk = self.get_block(chunk_cid)
+            total += len(chunk)
+            yield chunk
+        if total != root["size"]:
+            raise VerificationError(f"chunked file {cid}: chunks add up to {total} bytes, the root says {root['size']}")
+
+    # --- CAR ---------------------------------------------------------------------------------
+
+    def import_car(self, source: str | os.PathLike | bytes | BinaryIO) -> ImportResult:
+        """Import every block of a CAR (v1, or the inner v1 of a v2), all or nothing.
+
+        Every block is checked against its CID while it is written to a temporary file; only when the
+        whole CAR has been read and every block verified do the blocks become visible.
+
+        Returns:
+            The CAR's roots (an :class:`ImportResult`, a ``list[CID]`` with counts).
+
+        Raises:
+            StoreError: malformed CAR, an unverifiable hash function, an oversized block (nothing imported).
+            VerificationError: a block whose bytes do not match its CID (nothing imported).
+        """
+        self._ensure()
+        batch = _Batch(self, fsync_each=False)
+        blocks = new = nbytes = 0
+        try:
+            with CarReader(source) as reader:
+                for section in reader:
+                    cid, data = section.cid, section.data
+                    blocks += 1
+                    nbytes += len(data)
+                    if len(data) > IMPORT_BLOCK_LIMIT:
+                        raise StoreError(
+                            f"{reader.name}: block {cid} at byte offset {section.offset} is {len(data)} bytes, over the "
+                            f"{IMPORT_BLOCK_LIMIT}-byte limit; nothing imported"
+                        )
+                    if not cid.can_verify:
+                        raise StoreError(
+                            f"{reader.name}: block {cid} at byte offset {section.offset} uses hash function "
+                            f"{cid.hash_name}, which greenbench cannot verify; nothing imported"
+                        )
+                    if not cid.verify(data):
+                        raise VerificationError(
+                            f"{reader.name}: block {cid} at byte offset {section.offset} does not match its CID; nothing imported",
+                            "the CAR is corrupted or was tampered with; fetch it again from a source you trust",
+                        )
+                    if cid.hash_code != IDENTITY and batch.write(self.block_path(cid), data):
+                        new += 1
+                roots = list(reader.roots)
+            batch.commit()
+        except OSError as exc:
+            batch.abort()
+            raise _os_error(exc, "import blocks into", self.root) from None
+        except BaseException:
+            batch.abort()
+            raise
+        return ImportResult(roots, blocks, new, nbytes)
+
+    def walk(self, roots: Iterable[CID | str]) -> Iterator[tuple[CID, bytes]]:
+        """Blocks reachable from ``roots`` through dag-json, dag-cbor and dag-pb links, depth first, each once.
+
+        Identity CIDs are not emitted (their data is inside the CID).
+
+        Raises:
+            BlockNotFoundError: a reachable block is missing (names the block that links to it).
+        """
+        seen: set[bytes] = set()
+        stack: list[tuple[CID, CID | None]] = [(CID.decode(r), None) for r in reversed(list(roots))]
+        while stack:
+            cid, parent = stack.pop()
+            if cid.hash_code == IDENTITY or cid.multihash in seen:
+                continue
+            seen.add(cid.multihash)
+            try:
+                data = self.get_block(cid)
+            except BlockNotFoundError:
+                if parent is None:
+                    raise
+                raise BlockNotFoundError(
+                    f"block {cid}, linked from {parent}, is not in the store {self.root}",
+                    "import the missing blocks (greenbench store car import) before exporting",
+                ) from None
+            yield cid, data
+            stack.extend((child, cid) for child in reversed(_links(cid, data)))
+
+    def export_car(self, roots: Iterable[CID | str], out_path: str | os.PathLike) -> int:
+        """Write a CARv1 of ``roots`` and every block reachable from them to ``out_path`` (atomically).
+
+        Returns:
+            The number of blocks written.
+        """
+        roots = [CID.decode(r) for r in roots]
+        if not roots:
+            raise StoreError("no root CIDs to export", "pass one or more CIDs")
+        out = Path(out_path)
+        count = 0
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+        except OSError as exc:
+            raise _os_error(exc, "write", out) from None
+        try:
+            with os.fdopen(fd, "wb") as fh:
+
+                def counted():
+                    nonlocal count
+                    for item in self.walk(roots):
+                        count += 1
+                        yield item
+
+                write_car(fh, roots, counted())
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, out)
+            _fsync_path(out.parent)
+        except BaseException as exc:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            if isinstance(exc, OSError):
+                raise _os_error(exc, "write", out) from None
+            raise
+        return count
+
+    # --- result index ------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        self._ensure()
+        try:
+            conn = sqlite3.connect(self.index_path, timeout=_SQLITE_TIMEOUT_S, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the result index {self.index_path}: {exc}") from None
+        conn.execute(f"PRAGMA busy_timeout = {int(_SQLITE_TIMEOUT_S * 1000)}")
+        if not self._index_ready:
+            try:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if mode.lower() != "wal":
+                    raise StoreError(f"cannot put the result index {self.index_path} in WAL mode (got {mode})")
+                conn.executescript(_SCHEMA)
+            except sqlite3.Error as exc:
+                conn.close()
+                raise StoreError(f"cannot initialise the result index {self.index_path}: {exc}") from None
+            self._index_ready = True
+        return conn
+
+    def index_result(self, cid: CID | str, info: dict[str, Any]) -> None:
+        """Add (or replace) the index row of the result stored under ``cid``.
+
+        Args:
+            info: ``signer``, ``profile``, ``backend``, ``hardware`` (``cpu_model``, ``gpu_models``),
+                ``created`` (ISO 8601 text) and ``metrics`` (``j_per_token``, ``tokens_per_s``, ...).
+                The whole dict is kept and returned by :meth:`query_results`.
+        """
+        cid = CID.decode(cid)
+        if not isinstance(info, dict):
+            raise StoreError(f"result info for {cid} must be a dict, got {type(info).__name__}")
+        hardware = info.get("hardware") or {}
+        metrics = info.get("metrics") or {}
+        gpus = hardware.get("gpu_models") or []
+        if isinstance(gpus, str):
+            gpus = [gpus]
+        try:
+            body = json.dumps(info, sort_keys=True, allow_nan=False, default=str)
+        except ValueError as exc:
+            raise StoreError(f"result info for {cid} is not JSON: {exc}") from None
+        row = (
+            str(cid),
+            _text(info.get("signer")),
+            _text(info.get("profile")),
+            _text(info.get("backend")),
+            _text(hardware.get("cpu_model")),
+            json.dumps(list(gpus)),
+            _text(info.get("created")),
+            _number(metrics.get("j_per_token")),
+            _number(metrics.get("tokens_per_s")),
+            body,
+        )
+        conn = self._connect()
+        try:
+            with conn:
+                conn.execute(
+                    "INSERT OR REPLACE INTO results (cid, signer, profile, backend, cpu_model, gpu_models, created,"
+                    " j_per_token, tokens_per_s, info) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    row,
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write the result index {self.index_path}: {exc}") from None
+        finally:
+            conn.close()
+
+    def query_results(self, **filters: Any) -> list[dict[str, Any]]:
+        """Indexed results matching every filter, as their ``info`` dicts plus ``"cid"``.
+
+        Filters: ``cid``, ``signer``, ``profile``, ``backend``, ``cpu_model`` (equality); ``gpu_model``
+        (one of the result's GPUs); ``created_after`` / ``created_before`` (ISO text, inclusive);
+        ``max_j_per_token`` / ``min_tokens_per_s``; ``order_by`` (``created``, ``j_per_token``,
+        ``tokens_per_s``, ``profile``; prefix ``-`` for descending; default ``created``); ``limit``.
+        A filter whose value is None is ignored.
+
+        Raises:
+            StoreError: an unknown filter or ``order_by`` column.
+        """
+        where: list[str] = []
+        args: list[Any] = []
+        order_by = filters.pop("order_by", None) or "created"
+        limit = filters.pop("limit", None)
+        for key, value in filters.items():
+            if value is None:
+                continue
+            if key in ("cid", "signer", "profile", "backend", "cpu_model"):
+                where.append(f"{key} = ?")
+                args.append(str(value))
+            elif key == "gpu_model":
+                where.append("EXISTS (SELECT 1 FROM json_each(results.gpu_models) WHERE json_each.value = ?)")
+                args.append(str(value))
+            elif key == "created_after":
+                where.append("created >= ?")
+                args.append(str(value))
+            elif key == "created_before":
+                where.append("created <= ?")
+                args.append(str(value))
+            elif key == "max_j_per_token":
+                where.append("j_per_token <= ?")
+                args.append(float(value))
+            elif key == "min_tokens_per_s":
+                where.append("tokens_per_s >= ?")
+                args.append(float(value))
+            else:
+                raise StoreError(
+                    f"unknown result filter {key!r}",
+                    "use cid, signer, profile, backend, cpu_model, gpu_model, created_after, created_before, "
+                    "max_j_per_token, min_tokens_per_s, order_by, limit",
+                )
+        desc = order_by.startswith("-")
+        column = order_by.lstrip("-")
+        if column not in ("created", "j_per_token", "tokens_per_s", "profile", "cid"):
+            raise StoreError(f"cannot order results by {order_by!r}", "use created, j_per_token, tokens_per_s or profile")
+        sql = "SELECT cid, info FROM results"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY {column} {'DESC' if desc else 'ASC'}, cid ASC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(int(limit))
+        if not self.index_path.exists():
+            return []
+        conn = self._connect()
+        try:
+            rows = conn.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot query the result index {self.index_path}: {exc}") from None
+        finally:
+            conn.close()
+        out = []
+        for cid, body in rows:
+            info = json.loads(body)
+            info["cid"] = cid
+            out.append(info)
+        return out
+
+    # --- housekeeping ------------------------------------------------------------------------
+
+    def clean_tmp(self, older_than_s: float = 24 * 3600) -> int:
+        """Delete temporary files left by writers that crashed (older than ``older_than_s``). Returns the count."""
+        removed = 0
+        cutoff = time.time() - older_than_s
+        if not self.tmp_dir.is_dir():
+            return 0
+        for entry in self.tmp_dir.iterdir():
+            try:
+                if entry.stat().st_mtime < cutoff:
+                    entry.unlink()
+                    removed += 1
+            except OSError:
+                pass
+        return removed
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS results (
+    cid TEXT PRIMARY KEY,
+    signer TEXT,
+    profile TEXT,
+    backend TEXT,
+    cpu_model TEXT,
+    gpu_models TEXT NOT NULL DEFAULT '[]',
+    created TEXT,
+    j_per_token REAL,
+    tokens_per_s REAL,
+    info TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS results_signer ON results (signer);
+CREATE INDEX IF NOT EXISTS results_profile ON results (profile, backend);
+CREATE INDEX IF NOT EXISTS results_created ON results (created);
+"""
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _number(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _max_chunks() -> int:
+    link = len('{"/":"b') + len(mf.b32encode(bytes(36))) + len('"},')
+    return (BLOCK_LIMIT - 200) // link
+
+
+def _chunked_root(cid: CID, data: bytes) -> dict | None:
+    """The decoded root if ``data`` is a greenbench chunked-file root, else None."""
+    if cid.codec != DAG_JSON or b"greenbench.chunked-file" not in data:
+        return None
+    try:
+        doc = dagjson.decode(data)
+    except StoreError:
+        return None
+    if not isinstance(doc, dict) or doc.get("kind") != CHUNKED_FILE_KIND:
+        return None
+    chunks, size = doc.get("chunks"), doc.get("size")
+    if not isinstance(chunks, list) or not all(isinstance(c, CID) for c in chunks) or not isinstance(size, int):
+        raise StoreError(f"chunked-file root {cid} is malformed: 'chunks' must be links and 'size' an integer")
+    return doc
+
+
+def _links(cid: CID, data: bytes) -> list[CID]:
+    if cid.codec == DAG_JSON:
+        return dagjson.links(dagjson.decode(data))
+    if cid.codec == DAG_CBOR:
+        return dagcbor.links(dagcbor.decode(data))
+    if cid.codec == DAG_PB:
+        return dagpb.links(data)
+    return []
+
+
+def open_store(option: str | os.PathLike | None = None) -> LocalStore:
+    """The store named by ``--store DIR``, else ``GREENBENCH_STORE``, else the user data dir."""
+    return LocalStore(default_store_dir(option))
