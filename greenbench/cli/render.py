@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 _stdout: Console | None = None
@@ -36,14 +37,14 @@ def err_console() -> Console:
 def print_error(err: Exception) -> None:
     """Print a GreenbenchError as one short paragraph on stderr: message, then hint."""
     c = err_console()
-    c.print(f"[bold red]error:[/] {getattr(err, 'message', str(err))}", markup=True, highlight=False)
+    c.print(f"[bold red]error:[/] {escape(getattr(err, 'message', str(err)))}", markup=True, highlight=False)
     hint = getattr(err, "hint", None)
     if hint:
-        c.print(f"[bold]hint:[/] {hint}", markup=True, highlight=False)
+        c.print(f"[bold]hint:[/] {escape(hint)}", markup=True, highlight=False)
 
 
 def warn(message: str) -> None:
-    err_console().print(f"[yellow]warning:[/] {message}", markup=True, highlight=False)
+    err_console().print(f"[yellow]warning:[/] {escape(message)}", markup=True, highlight=False)
 
 
 def info(message: str) -> None:
@@ -64,12 +65,14 @@ def table(
     caption: str | None = None,
 ) -> None:
     """Print a table on stdout. A column is a name, or (name, justify) with justify in left/right/center."""
-    t = Table(title=title, caption=caption, header_style="bold")
+    t = Table(
+        title=escape(title) if title else None, caption=escape(caption) if caption else None, header_style="bold"
+    )
     for col in columns:
         name, justify = (col, "left") if isinstance(col, str) else col
-        t.add_column(name, justify=justify)
+        t.add_column(escape(name), justify=justify)
     for row in rows:
-        t.add_row(*["" if v is None else str(v) for v in row])
+        t.add_row(*["" if v is None else escape(str(v)) for v in row])
     console().print(t)
 
 
