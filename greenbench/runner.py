@@ -376,6 +376,7 @@ def run_profile(
         region=profile.carbon.region,
         pue=profile.carbon.pue,
         marginal_energy_j=energy["marginal_j"],
+        energy_method=energy["method"],
     )
     carbon["tokens_basis"] = basis
     if carbon.get("warning"):
