@@ -27,7 +27,9 @@ def serve_cmd(
     trust: Optional[Path] = typer.Option(None, "--trust", help="Accept results only from the did:keys in this file."),
     max_result_mib: float = typer.Option(16, "--max-result-mib", min=0.001, help="Largest accepted result envelope, MiB."),
     max_car_mib: float = typer.Option(256, "--max-car-mib", min=0.001, help="Largest accepted CAR upload, MiB."),
-    max_block_mib: float = typer.Option(4, "--max-block-mib", min=0.001, help="Largest accepted block/put body, MiB."),
+    max_block_mib: float = typer.Option(
+        1.0625, "--max-block-mib", min=0.001, help="Largest accepted block/put body, MiB (blocks are at most 1 MiB)."
+    ),
 ) -> None:
     """Serve the store over HTTP: GET /ipfs/{cid}?format=raw|car, POST /api/v1/results, Kubo-style uploads."""
     import socket

@@ -65,7 +65,7 @@ class ServerConfig:
         trust: did:keys allowed to publish results; None accepts any valid signature.
         max_result_bytes: cap on a ``POST /api/v1/results`` body.
         max_car_bytes: cap on a ``dag/import`` body.
-        max_block_bytes: cap on a ``block/put`` body.
+        max_block_bytes: cap on a ``block/put`` body (the store itself takes blocks up to 1 MiB).
     """
 
     store_dir: str | os.PathLike | None = None
@@ -73,7 +73,7 @@ class ServerConfig:
     trust: set[str] | None = None
     max_result_bytes: int = 16 * MiB
     max_car_bytes: int = 256 * MiB
-    max_block_bytes: int = 4 * MiB
+    max_block_bytes: int = MiB + 64 * 1024  # one 1 MiB block plus multipart framing
     store: Any = field(default=None, repr=False)
 
 
@@ -408,7 +408,13 @@ def create_app(config: ServerConfig):
             return _json_error(exc, kubo=False)
 
     async def list_results(request: Request) -> Response:
-        rows = await asyncio.to_thread(_query, store)
+        filters = dict(request.query_params)
+        try:
+            rows = await asyncio.to_thread(_query, store, filters)
+        except GreenbenchError as exc:
+            return _json_error(_HTTPError(400, exc.message, exc.hint), kubo=False)
+        except ValueError as exc:
+            return _json_error(_HTTPError(400, f"bad filter value: {exc}"), kubo=False)
         return JSONResponse({"results": rows})
 
     async def block_put(request: Request) -> Response:
@@ -428,7 +434,10 @@ def create_app(config: ServerConfig):
             await _read_file_part(request, config.max_block_bytes, buf)
             data = bytes(buf.data)
             async with write_lock:
-                cid = await asyncio.to_thread(_put_block, store, data, codec)
+                try:
+                    cid = await asyncio.to_thread(_put_block, store, data, codec)
+                except GreenbenchError as exc:  # over the block limit, or undecodable for its codec
+                    raise _HTTPError(400, exc.message, exc.hint) from None
             return JSONResponse({"Key": str(cid), "Size": len(data)})
         except _HTTPError as exc:
             return _json_error(exc, kubo=True)
@@ -500,17 +509,21 @@ def _compact(doc: Any) -> str:
 
 
 def _get_verified(store, cid):
-    """The block's bytes, re-verified against ``cid``; None when absent."""
-    from greenbench.errors import StoreError
+    """The block's bytes, re-verified against ``cid``; None when absent.
 
+    Raises:
+        _HTTPError: 500 when the stored bytes no longer match the CID (never served).
+    """
     if not store.has(cid):
         return None
     try:
         data = store.get_block(cid)
-    except StoreError:
-        return None  # present but failed verification: never serve it
-    if data is None or not cid.verify(data):
-        return None
+    except GreenbenchError as exc:
+        if not store.has(cid):  # removed meanwhile
+            return None
+        raise _HTTPError(500, f"stored block {cid} failed verification and is not served: {exc.message}") from None
+    if not cid.verify(data):
+        raise _HTTPError(500, f"stored block {cid} failed verification and is not served")
     return data
 
 
@@ -536,8 +549,8 @@ def _store_result(store, cid, block: bytes, verified) -> None:
     store.index_result(cid, index_info(verified))
 
 
-def _query(store) -> list:
-    return [dict(r) if not isinstance(r, dict) else r for r in store.query_results()]
+def _query(store, filters: dict) -> list:
+    return list(store.query_results(**filters))
 
 
 # --------------------------------------------------------------------------- running it
