@@ -480,10 +480,15 @@ class LocalStore:
         root = dagjson.encode({"chunk_size": CHUNK_SIZE, "chunks": chunks, "kind": CHUNKED_FILE_KIND, "size": total})
         return self.put_block(root, "dag-json")
 
-    def cat(self, cid: CID | str) -> Iterator[bytes]:
+    def cat(self, cid: CID | str, precheck: bool = False) -> Iterator[bytes]:
         """The bytes addressed by ``cid``: a chunked file's chunks in order, else the block itself.
 
         Every block is verified as it is read (see :meth:`get_block`).
+
+        Args:
+            precheck: for a chunked file, first read and verify every chunk (and the total size) before
+                yielding anything, so a consumer that cannot take bytes back (stdout) never receives
+                part of a file that then fails. Costs a second read of the chunks.
         """
         cid = CID.decode(cid)
         data = self.get_block(cid)
@@ -491,6 +496,10 @@ class LocalStore:
         if root is None:
             yield data
             return
+        if precheck:
+            total = sum(len(self.get_block(c)) for c in root["chunks"])
+            if total != root["size"]:
+                raise VerificationError(f"chunked file {cid}: chunks add up to {total} bytes, the root says {root['size']}")
         total = 0
         for chunk_cid in root["chunks"]:
             chunk = self.get_block(chunk_cid)
