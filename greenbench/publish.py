@@ -36,6 +36,7 @@ __all__ = [
     "push_to_kubo",
     "destination_kind",
     "publish_file",
+    "load_verified_results",
 ]
 
 
@@ -295,3 +296,35 @@ def publish_file(
     else:
         outcome.remote = push_to_server(to, env, cid, token=token, transport=transport)
     return outcome
+
+
+def load_verified_results(store, trust: set[str] | None = None, **filters: Any) -> tuple[list[dict], list[dict]]:
+    """The indexed results of ``store`` whose block and signature still verify.
+
+    Each indexed CID's block is re-read (the store re-hashes it) and its envelope re-verified, so a
+    corrupted or tampered entry never reaches a leaderboard.
+
+    Args:
+        store: a :class:`~greenbench.store.local.LocalStore`.
+        trust: if given, only these did:keys count.
+        **filters: passed to ``store.query_results``.
+
+    Returns:
+        ``(entries, skipped)``: entries are ``{"cid", "signer", "result"}`` (the shape
+        ``greenbench.leaderboard.build_rows`` takes); skipped are ``{"cid", "reason"}``.
+    """
+    from greenbench import signing
+    from greenbench.store import dagjson
+
+    entries: list[dict] = []
+    skipped: list[dict] = []
+    for row in store.query_results(**filters):
+        cid = row["cid"]
+        try:
+            env = dagjson.decode(store.get_block(cid))
+            v = signing.verify_envelope(env, trust)
+        except GreenbenchError as exc:
+            skipped.append({"cid": cid, "reason": exc.message})
+            continue
+        entries.append({"cid": cid, "signer": v.signer, "result": v.result})
+    return entries, skipped

@@ -372,3 +372,25 @@ def test_over_a_real_socket(tmp_path):
         g = httpx.get(srv.url + f"/ipfs/{r.json()['cid']}?format=raw")
         assert g.status_code == 200 and CID.decode(r.json()["cid"]).verify(g.content)
         assert httpx.get(srv.url + "/").json()["writes_need_token"] is True
+
+
+# ----------------------------------------------------------------------------- leaderboard
+
+
+def test_leaderboard_shows_only_verified_results(client):
+    pytest.importorskip("greenbench.leaderboard", reason="leaderboard module not present")
+    from greenbench import leaderboard
+
+    if not hasattr(leaderboard, "build_rows"):
+        pytest.skip("leaderboard has no build_rows")
+    good = post_env(client, envelope()).json()["cid"]
+    other = signing.sign_result(dict(RESULT, backend="cuda"), KEY, "s.json")
+    bad = post_env(client, other).json()["cid"]
+    # corrupt the second block on disk after it was accepted
+    client.store.block_path(CID.decode(bad)).write_bytes(b"{}")
+    doc = client.get("/api/v1/leaderboard").json()
+    assert [r["cid"] for r in doc["rows"]] == [good]
+    assert [s["cid"] for s in doc["skipped"]] == [bad]
+    html = client.get("/leaderboard")
+    assert html.status_code == 200 and good in html.text and bad not in html.text
+    assert "default-src 'none'" in html.headers["content-security-policy"]

@@ -11,7 +11,9 @@ Terms:
         lookup.
     write API: ``POST /api/v1/results`` takes a DSSE envelope, verifies it (signature and subject
         digest, optionally a trust list) before storing it as a dag-json block and indexing it;
-        ``GET /api/v1/results`` lists the index. ``POST /api/v0/block/put`` and
+        ``GET /api/v1/results`` lists the index; ``GET /leaderboard`` (HTML) and
+        ``GET /api/v1/leaderboard`` rank the results whose block and signature still verify.
+        ``POST /api/v0/block/put`` and
         ``/api/v0/dag/import`` speak the Kubo RPC dialect (multipart upload, JSON replies) so IPFS
         tooling can push raw blocks and CARs.
 
@@ -464,12 +466,49 @@ def create_app(config: ServerConfig):
     async def kubo_get(request: Request) -> Response:
         return _json_error(_HTTPError(405, f"{request.url.path} only accepts POST (Kubo RPC)"), kubo=True)
 
+    def _leaderboard_rows(request: Request) -> tuple[list, list]:
+        from greenbench.publish import load_verified_results
+
+        try:
+            from greenbench.leaderboard import build_rows
+        except ImportError:
+            raise _HTTPError(501, "this greenbench has no leaderboard module") from None
+        entries, skipped = load_verified_results(store, config.trust)
+        q = request.query_params
+        return build_rows(entries, method=q.get("method") or None, profile=q.get("profile") or None), skipped
+
+    async def leaderboard_json(request: Request) -> Response:
+        try:
+            rows, skipped = await asyncio.to_thread(_leaderboard_rows, request)
+        except _HTTPError as exc:
+            return _json_error(exc, kubo=False)
+        return JSONResponse({"rows": rows, "skipped": skipped})
+
+    async def leaderboard_html(request: Request) -> Response:
+        from starlette.responses import HTMLResponse
+
+        try:
+            rows, _ = await asyncio.to_thread(_leaderboard_rows, request)
+            from greenbench.leaderboard import render_html
+        except _HTTPError as exc:
+            return _json_error(exc, kubo=False)
+        except ImportError:
+            return _json_error(_HTTPError(501, "this greenbench has no HTML leaderboard"), kubo=False)
+        return HTMLResponse(
+            render_html(rows),
+            headers={
+                "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
+
     async def index(request: Request) -> Response:
         return JSONResponse(
             {
                 "service": "greenbench",
                 "gateway": "/ipfs/{cid}?format=raw|car",
                 "results": "/api/v1/results",
+                "leaderboard": "/leaderboard",
                 "writes_need_token": token is not None,
             }
         )
@@ -479,6 +518,8 @@ def create_app(config: ServerConfig):
         Route("/ipfs/{rest:path}", gateway, methods=["GET", "HEAD"]),
         Route("/api/v1/results", post_result, methods=["POST"]),
         Route("/api/v1/results", list_results, methods=["GET"]),
+        Route("/api/v1/leaderboard", leaderboard_json, methods=["GET"]),
+        Route("/leaderboard", leaderboard_html, methods=["GET"]),
         Route("/api/v0/block/put", block_put, methods=["POST"]),
         Route("/api/v0/dag/import", dag_import, methods=["POST"]),
         Route("/api/v0/block/put", kubo_get, methods=["GET"]),
