@@ -213,7 +213,7 @@ def push_to_server(url: str, env: dict, cid, *, token: str | None = None, transp
     return reply
 
 
-def push_to_kubo(url: str, cid, block: bytes, *, transport: Any = None) -> dict:
+def push_to_kubo(url: str, cid, block: bytes, *, token: str | None = None, transport: Any = None) -> dict:
     """Import a one-block CAR of the envelope into a Kubo node, pin it, and check the node's CID.
 
     Raises:
@@ -226,7 +226,7 @@ def push_to_kubo(url: str, cid, block: bytes, *, transport: Any = None) -> dict:
 
     buf = io.BytesIO()
     write_car(buf, [cid], [(cid, block)])
-    client = KuboClient(url, transport=transport)
+    client = KuboClient(url, transport=transport, auth=f"Bearer {token}" if token else None)
     roots = client.dag_import(buf.getvalue(), filename=f"{cid}.car")
     decoded = []
     for r in roots:
@@ -268,7 +268,7 @@ def publish_file(
         path: a result document or a DSSE envelope.
         to: None (local only), a greenbench server URL, or a Kubo RPC URL.
         store_dir: the local store (``--store``).
-        token: bearer token for a greenbench server.
+        token: bearer token for a greenbench server (or a Kubo node with ``API.Authorizations``).
         key_dir: where the signing key lives (default: the user config dir).
         transport: an ``httpx`` transport (tests).
     """
@@ -292,7 +292,7 @@ def publish_file(
     outcome.url = to
     if kind == "kubo":
         _, block = envelope_block(env)
-        outcome.remote = push_to_kubo(to, cid, block, transport=transport)
+        outcome.remote = push_to_kubo(to, cid, block, token=token, transport=transport)
     else:
         outcome.remote = push_to_server(to, env, cid, token=token, transport=transport)
     return outcome

@@ -394,3 +394,34 @@ def test_leaderboard_shows_only_verified_results(client):
     html = client.get("/leaderboard")
     assert html.status_code == 200 and good in html.text and bad not in html.text
     assert "default-src 'none'" in html.headers["content-security-policy"]
+
+
+# ----------------------------------------------------------------------------- remote client
+
+
+def test_remote_client_verifies_what_it_fetches(tmp_path):
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from greenbench.errors import GreenbenchError, VerificationError
+    from greenbench.store.remote import ServerClient
+
+    store = LocalStore(tmp_path / "store")
+    with BackgroundServer(create_app(ServerConfig(store=store, token=TOKEN))) as srv:
+        client = ServerClient(srv.url, token=TOKEN)
+        reply = client.post_result(envelope())
+        cid = CID.decode(reply["cid"])
+        assert client.get_block(cid) == store.get_block(cid)
+        assert [r["cid"] for r in client.results()] == [str(cid)]
+        with pytest.raises(GreenbenchError):
+            client.get_block(cid_for(b"absent"))
+        with pytest.raises(GreenbenchError, match="token"):
+            ServerClient(srv.url).post_result(envelope())
+
+    async def liar(request):
+        return Response(b"not the block", media_type="application/vnd.ipld.raw")
+
+    with BackgroundServer(Starlette(routes=[Route("/ipfs/{cid}", liar)])) as srv:
+        with pytest.raises(VerificationError, match="do not match"):
+            ServerClient(srv.url).get_block(cid)
