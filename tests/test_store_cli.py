@@ -1,0 +1,170 @@
+"""`greenbench store ...` through the real Typer app: exit codes, stdout contents, nothing half-done."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from greenbench.cli import app
+from greenbench.store.cid import cid_for
+from greenbench.store.local import CHUNK_SIZE, LocalStore
+
+DATA = Path(__file__).parent / "data"
+BASIC = DATA / "ipld-car-spec" / "carv1-basic.car"
+
+# Reuse the malformed-CAR table of the CAR tests: every class must exit 2 and import nothing.
+from test_store_car import MALFORMED  # noqa: E402
+
+
+def flat(result) -> str:
+    """Stderr with rich's line wrapping undone."""
+    return " ".join((result.stderr or "").split())
+
+
+def run(*args, input=None):
+    result = CliRunner().invoke(app, [str(a) for a in args], input=input)
+    assert "Traceback" not in (result.stderr or ""), result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    return result
+
+
+def test_put_get_round_trip_binary_safe(tmp_path):
+    store = tmp_path / "s"
+    data = bytes(range(256)) * 4 + b"\r\n\x00\xff"
+    (tmp_path / "f").write_bytes(data)
+    put = run("store", "put", tmp_path / "f", "--store", store)
+    assert put.exit_code == 0
+    cid = put.stdout.strip()
+    assert cid == str(cid_for(data))
+    got = run("store", "get", cid, "--store", store)
+    assert got.exit_code == 0 and got.stdout_bytes == data
+
+
+def test_put_chunked_and_get_reassembles(tmp_path):
+    store = tmp_path / "s"
+    data = os.urandom(CHUNK_SIZE * 2 + 11)
+    (tmp_path / "big").write_bytes(data)
+    cid = run("store", "put", tmp_path / "big", "--store", store).stdout.strip()
+    assert cid.startswith("baguqeera")  # dag-json root
+    assert run("store", "get", cid, "--store", store).stdout_bytes == data
+    root = run("store", "get", cid, "--block", "--store", store).stdout_bytes
+    assert json.loads(root)["size"] == len(data)
+
+
+def test_put_from_stdin_and_env_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("GREENBENCH_STORE", str(tmp_path / "envstore"))
+    put = run("store", "put", "-", input=b"from stdin")
+    assert put.exit_code == 0 and put.stdout.strip() == str(cid_for(b"from stdin"))
+    assert LocalStore(tmp_path / "envstore").has(put.stdout.strip())
+
+
+@pytest.mark.parametrize("bad", ["../../etc/passwd", "bafy/../x", "notacid", ""])
+def test_get_rejects_bad_cids(tmp_path, bad):
+    result = run("store", "get", bad, "--store", tmp_path / "s")
+    assert result.exit_code == 2 and "bad CID" in flat(result) and result.stdout_bytes == b""
+
+
+def test_get_unknown_and_corrupted(tmp_path):
+    store = tmp_path / "s"
+    missing = run("store", "get", str(cid_for(b"nope")), "--store", store)
+    assert missing.exit_code == 2 and "not in the store" in flat(missing)
+    st = LocalStore(store)
+    cid = st.put_block(b"good bytes")
+    st.block_path(cid).write_bytes(b"evil bytes")
+    corrupted = run("store", "get", str(cid), "--store", store)
+    assert corrupted.exit_code == 1 and corrupted.stdout_bytes == b"" and "corrupted" in flat(corrupted)
+
+
+def test_put_missing_file(tmp_path):
+    result = run("store", "put", tmp_path / "nope", "--store", tmp_path / "s")
+    assert result.exit_code == 2 and "cannot read" in flat(result)
+
+
+def test_car_inspect_table_and_json():
+    table = run("store", "car", "inspect", BASIC)
+    assert table.exit_code == 0 and "dag-pb: 3" in table.stdout and "yes, every block" in table.stdout
+    js = run("store", "car", "inspect", BASIC, "--json")
+    doc = json.loads(js.stdout)
+    assert doc["blocks"] == 8 and doc["verified"] is True and doc["version"] == 1
+    assert doc["codecs"] == {"dag-cbor": 2, "dag-pb": 3, "raw": 3} and doc["multihashes"] == {"sha2-256": 8}
+
+
+def _tampered(tmp_path) -> Path:
+    raw = bytearray(BASIC.read_bytes())
+    raw[-1] ^= 0x01  # the last block's last byte
+    path = tmp_path / "tampered.car"
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def test_car_inspect_reports_bad_block_exit_1(tmp_path):
+    result = run("store", "car", "inspect", _tampered(tmp_path), "--json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["verified"] is False
+    assert "do not match" in flat(result)
+
+
+def test_car_import_tampered_exit_1_nothing_imported(tmp_path):
+    store = tmp_path / "s"
+    result = run("store", "car", "import", _tampered(tmp_path), "--store", store)
+    assert result.exit_code == 1 and "nothing imported" in flat(result)
+    assert list(LocalStore(store).iter_cids()) == []
+
+
+@pytest.mark.parametrize("name", list(MALFORMED))
+def test_car_import_malformed_exit_2_nothing_imported(tmp_path, name):
+    raw, fragment = MALFORMED[name]
+    # put a valid block before the damage so there is something that could wrongly be imported
+    path = tmp_path / "bad.car"
+    path.write_bytes(raw)
+    store = tmp_path / "s"
+    result = run("store", "car", "import", path, "--store", store)
+    assert result.exit_code == 2, result.stderr
+    assert "error:" in flat(result)
+    assert list(LocalStore(store).iter_cids()) == []
+    inspect = run("store", "car", "inspect", path)
+    assert inspect.exit_code == 2 and inspect.stdout == ""
+
+
+def test_truncated_after_good_blocks_imports_nothing(tmp_path):
+    raw = BASIC.read_bytes()
+    path = tmp_path / "cut.car"
+    path.write_bytes(raw[:-3])
+    store = tmp_path / "s"
+    result = run("store", "car", "import", path, "--store", store)
+    assert result.exit_code == 2 and "truncated section" in flat(result)
+    assert list(LocalStore(store).iter_cids()) == []
+
+
+def test_car_import_export_round_trip(tmp_path):
+    store = tmp_path / "s"
+    imp = run("store", "car", "import", BASIC, "--store", store)
+    roots = imp.stdout.split()
+    assert imp.exit_code == 0 and len(roots) == 2 and "imported 8 block(s)" in flat(imp)
+    out = tmp_path / "out.car"
+    exp = run("store", "car", "export", *roots, "-o", out, "--store", store)
+    assert exp.exit_code == 0 and out.read_bytes() == BASIC.read_bytes()
+    js = run("store", "car", "import", out, "--store", store, "--json")
+    assert json.loads(js.stdout) == {"blocks": 8, "new_blocks": 0, "roots": roots}
+
+
+def test_car_export_missing_root_exit_2(tmp_path):
+    out = tmp_path / "o.car"
+    result = run("store", "car", "export", str(cid_for(b"absent")), "-o", out, "--store", tmp_path / "s")
+    assert result.exit_code == 2 and not out.exists()
+
+
+def test_commp_vector(tmp_path):
+    (tmp_path / "z").write_bytes(bytes(254))
+    result = run("store", "commp", tmp_path / "z")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == "baga6ea4seaqgiktap34inmaex4wbs6cghlq5i2j2yd2bb2zndn5ep7ralzphkdy"
+    js = json.loads(run("store", "commp", tmp_path / "z", "--json").stdout)
+    assert js == {"padded_piece_size": 256, "piece_cid": "baga6ea4seaqgiktap34inmaex4wbs6cghlq5i2j2yd2bb2zndn5ep7ralzphkdy"}
+    empty = tmp_path / "e"
+    empty.write_bytes(b"")
+    assert run("store", "commp", empty).exit_code == 2

@@ -1,0 +1,307 @@
+"""LocalStore: blocks, chunked files, verification on read, CAR import/export, index, concurrency, crashes."""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from greenbench.errors import StoreError, VerificationError
+from greenbench.store import dagjson
+from greenbench.store.car import read_car, write_car
+from greenbench.store.cid import CID, cid_for
+from greenbench.store.local import (
+    BLOCK_LIMIT,
+    CHUNK_SIZE,
+    CHUNKED_FILE_KIND,
+    BlockNotFoundError,
+    LocalStore,
+    open_store,
+)
+
+BASIC = Path(__file__).parent / "data" / "ipld-car-spec" / "carv1-basic.car"
+
+
+@pytest.fixture
+def store(tmp_path):
+    return LocalStore(tmp_path / "store")
+
+
+def _all_blocks_verify(st: LocalStore) -> int:
+    n = 0
+    for cid in st.iter_cids():
+        st.get_block(cid)  # raises on a corrupted or partial block
+        n += 1
+    return n
+
+
+def test_put_get_has(store):
+    cid = store.put_block(b"hello world")
+    assert str(cid) == "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e"
+    assert store.has(cid) and store.has(str(cid))
+    assert store.get_block(str(cid)) == b"hello world"
+    assert store.put_block(b"hello world") == cid  # idempotent
+    assert not store.has(cid_for(b"other"))
+    with pytest.raises(BlockNotFoundError, match="not in the store"):
+        store.get_block(cid_for(b"other"))
+
+
+def test_identity_blocks_need_no_storage(store):
+    assert store.has("bafkqaaa") and store.get_block("bafkqaaa") == b""
+    assert not (store.root / "blocks").exists()
+
+
+def test_codec_blocks_are_checked(store):
+    cid = store.put_block(dagjson.encode({"a": 1}), "dag-json")
+    assert cid.codec_name == "dag-json"
+    assert store.get_block(cid) == b'{"a":1}'
+    with pytest.raises(StoreError, match="DAG-JSON"):
+        store.put_block(b"{not json", "dag-json")
+    with pytest.raises(StoreError, match="block limit"):
+        store.put_block(bytes(BLOCK_LIMIT + 1))
+
+
+def test_put_verified_rejects_mismatch(store):
+    cid = cid_for(b"right")
+    with pytest.raises(VerificationError, match="do not match"):
+        store.put_verified(cid, b"wrong")
+    assert not store.has(cid) and list(store.iter_cids()) == []
+    store.put_verified(str(cid), b"right")
+    assert store.get_block(cid) == b"right"
+
+
+def test_corrupted_block_is_never_served(store):
+    cid = store.put_block(b"precious bytes")
+    path = store.block_path(cid)
+    path.write_bytes(b"precious bytez")
+    with pytest.raises(VerificationError, match="corrupted"):
+        store.get_block(cid)
+    with pytest.raises(VerificationError):
+        list(store.cat(cid))
+
+
+def test_block_paths_stay_inside_the_store(store):
+    for bad in ("../../etc/passwd", "bafk/../../x", "..", "/etc/passwd", "bafkrei%2e%2e"):
+        with pytest.raises(StoreError):
+            store.get_block(bad)
+        with pytest.raises(StoreError):
+            store.has(bad)
+    cid = cid_for(b"x")
+    assert store.block_path(cid).resolve().is_relative_to((store.root / "blocks").resolve())
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK_SIZE, CHUNK_SIZE + 1, 3 * CHUNK_SIZE + 17])
+def test_put_file_and_cat(store, tmp_path, size):
+    data = os.urandom(size)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    cid = store.put_file(path)
+    if size <= CHUNK_SIZE:
+        assert cid == cid_for(data)
+    else:
+        root = dagjson.decode(store.get_block(cid))
+        assert root["kind"] == CHUNKED_FILE_KIND and root["size"] == size and root["chunk_size"] == CHUNK_SIZE
+        assert len(root["chunks"]) == -(-size // CHUNK_SIZE)
+        assert root["chunks"][0] == cid_for(data[:CHUNK_SIZE])
+    assert b"".join(store.cat(cid)) == data
+    assert b"".join(store.cat(cid, precheck=True)) == data
+    assert store.put_file(io.BytesIO(data)) == cid  # streams give the same CID
+
+
+def test_chunked_file_with_corrupted_chunk(store, tmp_path):
+    data = os.urandom(2 * CHUNK_SIZE + 5)
+    (tmp_path / "f").write_bytes(data)
+    root = store.put_file(tmp_path / "f")
+    last = dagjson.decode(store.get_block(root))["chunks"][-1]
+    store.block_path(last).write_bytes(b"xxxxx")
+    got = []
+    with pytest.raises(VerificationError):
+        for chunk in store.cat(root, precheck=True):
+            got.append(chunk)
+    assert got == []  # precheck: nothing handed out before the failure
+
+
+def test_import_export_round_trip(store, tmp_path):
+    roots = store.import_car(BASIC)
+    assert [str(r) for r in roots] == [
+        "bafyreihyrpefhacm6kkp4ql6j6udakdit7g3dmkzfriqfykhjw6cad5lrm",
+        "bafyreidj5idub6mapiupjwjsyyxhyhedxycv4vihfsicm2vt46o7morwlm",
+    ]
+    assert roots.blocks == 8 and roots.new_blocks == 8
+    assert store.import_car(BASIC).new_blocks == 0
+    out = tmp_path / "out.car"
+    assert store.export_car(roots, out) == 8
+    assert out.read_bytes() == BASIC.read_bytes()  # same DAG, same depth-first order
+    assert _all_blocks_verify(store) == 8
+
+
+def test_export_of_chunked_file_reimports(store, tmp_path):
+    data = os.urandom(2 * CHUNK_SIZE + 3)
+    (tmp_path / "f").write_bytes(data)
+    root = store.put_file(tmp_path / "f")
+    assert store.export_car([root], tmp_path / "f.car") == 4
+    other = LocalStore(tmp_path / "other")
+    assert list(other.import_car(tmp_path / "f.car")) == [root]
+    assert b"".join(other.cat(root)) == data
+
+
+def test_export_missing_block_names_parent(store, tmp_path):
+    child = cid_for(b"never stored")
+    parent = store.put_block(dagjson.encode({"child": child}), "dag-json")
+    with pytest.raises(BlockNotFoundError, match=f"linked from {parent}"):
+        store.export_car([parent], tmp_path / "x.car")
+    assert not (tmp_path / "x.car").exists()
+    assert not list(tmp_path.glob(".x.car.*"))
+
+
+def _car(blocks, roots=None) -> bytes:
+    buf = io.BytesIO()
+    write_car(buf, roots or [blocks[0][0]], blocks)
+    return buf.getvalue()
+
+
+def test_import_is_all_or_nothing_on_bad_hash(store, tmp_path):
+    good = [(cid_for(bytes([i]) * 10), bytes([i]) * 10) for i in range(5)]
+    bad = good[:3] + [(cid_for(b"claimed"), b"actual")] + good[3:]
+    path = tmp_path / "bad.car"
+    path.write_bytes(_car(bad))
+    with pytest.raises(VerificationError, match="nothing imported"):
+        store.import_car(path)
+    assert list(store.iter_cids()) == []
+    assert list((store.root / "tmp").iterdir()) == []
+
+
+def test_import_is_all_or_nothing_on_truncation(store, tmp_path):
+    raw = _car([(cid_for(bytes([i]) * 10), bytes([i]) * 10) for i in range(5)])
+    with pytest.raises(StoreError, match="truncated"):
+        store.import_car(raw[:-4])
+    assert list(store.iter_cids()) == []
+
+
+def test_result_index(store):
+    a, b, c = (store.put_block(x) for x in (b"a", b"b", b"c"))
+    base = {"signer": "did:key:z6MkA", "profile": "llama-tiny", "backend": "cpu", "created": "2024-05-01T00:00:00Z"}
+    store.index_result(a, {**base, "hardware": {"cpu_model": "EPYC", "gpu_models": []}, "metrics": {"j_per_token": 0.5, "tokens_per_s": 100}})
+    store.index_result(b, {**base, "backend": "cuda", "created": "2024-06-01T00:00:00Z",
+                           "hardware": {"cpu_model": "EPYC", "gpu_models": ["NVIDIA A100"]}, "metrics": {"j_per_token": 0.1, "tokens_per_s": 900}})
+    store.index_result(c, {**base, "signer": "did:key:z6MkB", "created": "2024-07-01T00:00:00Z",
+                           "hardware": {"cpu_model": "Xeon"}, "metrics": {"j_per_token": 0.7, "tokens_per_s": 50}})
+    assert [r["cid"] for r in store.query_results()] == [str(a), str(b), str(c)]
+    assert [r["cid"] for r in store.query_results(backend="cuda")] == [str(b)]
+    assert [r["cid"] for r in store.query_results(gpu_model="NVIDIA A100")] == [str(b)]
+    assert [r["cid"] for r in store.query_results(signer="did:key:z6MkA", order_by="-j_per_token")] == [str(a), str(b)]
+    assert [r["cid"] for r in store.query_results(max_j_per_token=0.5, min_tokens_per_s=200)] == [str(b)]
+    assert [r["cid"] for r in store.query_results(created_after="2024-06-01", limit=1)] == [str(b)]
+    assert store.query_results(cid=str(c))[0]["hardware"]["cpu_model"] == "Xeon"
+    with pytest.raises(StoreError, match="unknown result filter"):
+        store.query_results(colour="green")
+    with pytest.raises(StoreError, match="cannot order"):
+        store.query_results(order_by="info; DROP TABLE results")
+    import sqlite3
+
+    conn = sqlite3.connect(store.index_path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+def test_query_on_empty_store(store):
+    assert store.query_results(backend="cpu") == []
+
+
+def test_open_store_resolution(tmp_path, monkeypatch):
+    monkeypatch.setenv("GREENBENCH_STORE", str(tmp_path / "env"))
+    assert open_store(None).root == tmp_path / "env"
+    assert open_store(str(tmp_path / "opt")).root == tmp_path / "opt"
+
+
+def test_unknown_layout_version_is_refused(tmp_path):
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "greenbench-store.json").write_text('{"version": 99}')
+    with pytest.raises(StoreError, match="layout version 99"):
+        LocalStore(tmp_path / "s")
+
+
+def test_unwritable_store_is_a_clean_error(tmp_path):
+    (tmp_path / "file").write_text("not a dir")
+    with pytest.raises(StoreError, match="cannot"):
+        LocalStore(tmp_path / "file" / "store").put_block(b"x")
+
+
+def _writer(root: str, seed: int, n: int) -> None:
+    st = LocalStore(root)
+    for i in range(n):
+        data = f"shared-{i}".encode() if i % 2 else f"own-{seed}-{i}".encode() * 50
+        cid = st.put_block(data)
+        st.index_result(cid, {"signer": f"w{seed}", "backend": "cpu", "created": f"2024-01-01T00:00:{i:02d}Z",
+                              "metrics": {"j_per_token": i}})
+    big = bytes([seed]) * (CHUNK_SIZE + 100)
+    st.put_file(io.BytesIO(big))
+
+
+def test_concurrent_writers_never_corrupt(tmp_path):
+    root = str(tmp_path / "shared")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(root, seed, 30)) for seed in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    st = LocalStore(root)
+    # 4 x 15 own blocks + 15 shared + 4 x (2 chunks + 1 root)
+    assert _all_blocks_verify(st) == 4 * 15 + 15 + 4 * 3
+    assert len(st.query_results()) == 4 * 15 + 15
+    assert list((Path(root) / "tmp").iterdir()) == []
+
+
+_CRASH_SCRIPT = """
+import os, sys
+from greenbench.store.local import LocalStore
+
+st = LocalStore(sys.argv[1], workers=2)
+
+class Slow:
+    left = 64
+    def read(self, n):
+        if not self.left:
+            return b""
+        self.left -= 1
+        if self.left == 60:
+            print("started", flush=True)
+        return os.urandom(n)
+
+if sys.argv[2] == "blocks":
+    for i in range(100000):
+        st.put_block(os.urandom(256 * 1024))
+        if i == 3:
+            print("started", flush=True)
+else:
+    st.put_file(Slow())
+"""
+
+
+@pytest.mark.parametrize("mode", ["blocks", "file"])
+def test_crash_mid_write_leaves_no_partial_block(tmp_path, mode):
+    """SIGKILL a writer mid-stream; every visible block must still verify and no temp file is visible."""
+    root = tmp_path / "crash"
+    proc = subprocess.Popen([sys.executable, "-c", _CRASH_SCRIPT, str(root), mode], stdout=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == b"started"
+    time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    st = LocalStore(root)
+    n = _all_blocks_verify(st)  # raises if any visible block is partial
+    if mode == "blocks":
+        assert n >= 4
+    for path in (root / "blocks").rglob("*"):
+        assert path.is_dir() or not path.name.endswith(".tmp")
+    st.clean_tmp(older_than_s=0)
+    assert list((root / "tmp").iterdir()) == []
