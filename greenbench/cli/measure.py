@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
 
 
 def measure(
-    cmd: List[str] = typer.Argument(..., metavar="-- CMD [ARGS]...", help="The command to run (no shell), after --.", show_default=False),
+    cmd: List[str] = typer.Argument(..., metavar="-- CMD ARGS", help="The command to run (no shell) and its arguments, after --.", show_default=False),
     tokens: Optional[int] = typer.Option(None, "--tokens", "-n", min=0, help="Tokens the command produces: adds J/token."),
     region: Optional[str] = typer.Option(None, "--region", "-r", help="Grid region for CO2e (e.g. FRA, US-CA, WORLD); see `greenbench carbon --list-regions`."),
     meter: Optional[List[str]] = typer.Option(
@@ -56,6 +56,8 @@ def measure(
         import json
 
         render.print_json_bytes(json.dumps(result, indent=2, sort_keys=True).encode("utf-8"))
+        for w in result.get("warnings", []):  # also in the JSON; stderr so a human sees them too
+            render.warn(w)
     else:
         _render(result, render)
     code = result["exit_code"]

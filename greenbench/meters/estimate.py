@@ -27,7 +27,8 @@ The model:
 
 Only the process tree's own activity is counted: the idle draw of the machine is not part of the
 estimate (so its idle baseline is ~0 by construction). Shared pages count once per process that
-maps them, which overstates RSS for forked workers.
+maps them, which overstates RSS for forked workers. A process that detaches from the tree (a
+double-forked daemon, re-parented to init) stops being counted when it detaches.
 """
 
 from __future__ import annotations
