@@ -236,7 +236,6 @@ def create_app(config: ServerConfig):
     from starlette.routing import Route
 
     from greenbench import signing
-    from greenbench.store import dagjson
     from greenbench.store.cid import CID, IDENTITY
     from greenbench.store.local import open_store
     from greenbench.errors import StoreError, VerificationError
