@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 from greenbench import stats
 from greenbench.meters.base import DomainEnergy, Meter, Snapshot, total_joules, weakest_method
 from greenbench.meters.base import window as meter_window
+from greenbench.meters.idle import marginal_total_j, measure_idle
 
 Progress = Callable[[str, int, int], None]  # (description, completed, total)
 
@@ -43,10 +44,13 @@ class RepeatRecord:
 
 @dataclass
 class MeterSet:
-    """The meters of a run, opened together and snapshotted together at every window edge."""
+    """The meters of a run, opened together and snapshotted together at every window edge.
+
+    ``idle_power_w`` maps ``"meter/domain"`` keys (:func:`greenbench.meters.idle.domain_key`) to idle watts.
+    """
 
     meters: Sequence[Meter]
-    idle_power_w: dict[tuple[str, str], float] = field(default_factory=dict)
+    idle_power_w: dict[str, float] = field(default_factory=dict)
 
     def snapshot(self) -> tuple[float, list[Snapshot]]:
         return time.perf_counter(), [m.snapshot() for m in self.meters]
@@ -59,24 +63,12 @@ class MeterSet:
 
     def marginal_j(self, w: Window) -> float:
         """Window energy minus idle power x duration, per domain, floored at zero."""
-        return sum(
-            max(r.joules - self.idle_power_w.get((r.name, r.domain), 0.0) * w.duration_s, 0.0)
-            for r in w.rows
-            if r.in_total
-        )
+        return marginal_total_j(w.rows, self.idle_power_w, w.duration_s)
 
-
-def measure_idle(meterset: MeterSet, duration_s: float, sleep: Callable[[float], None] = time.sleep) -> dict:
-    """Measure idle power per (meter, domain) over ``duration_s`` seconds of sleeping (0 disables)."""
-    if duration_s <= 0:
-        return {}
-    start = meterset.snapshot()
-    sleep(duration_s)
-    w = meterset.window(start, meterset.snapshot())
-    if w.duration_s <= 0:
-        return {}
-    meterset.idle_power_w = {(r.name, r.domain): r.joules / w.duration_s for r in w.rows}
-    return meterset.idle_power_w
+    def measure_idle(self, duration_s: float, sleep: Callable[[float], None] = time.sleep) -> dict[str, float]:
+        """Measure idle power over ``duration_s`` seconds (0 disables); process-scoped meters idle at 0 W."""
+        self.idle_power_w = measure_idle(self.meters, duration_s, sleep=sleep)
+        return self.idle_power_w
 
 
 def run_inference(
@@ -171,7 +163,7 @@ def summarize_energy(windows: list[Window], meterset: MeterSet) -> dict:
         "marginal_j": marginal,
         "measured_s": duration,
         "idle_power_w": (
-            [{"name": n, "domain": d, "power_w": p} for (n, d), p in meterset.idle_power_w.items()]
+            [{"domain_key": k, "power_w": p} for k, p in meterset.idle_power_w.items()]
             if meterset.idle_power_w
             else None
         ),
@@ -298,7 +290,7 @@ def run_profile(
             opened.append(m)
         if profile.run.idle_s > 0:
             say(f"measuring idle power for {profile.run.idle_s:g} s")
-            measure_idle(meterset, profile.run.idle_s)
+            meterset.measure_idle(profile.run.idle_s)
         if training:
             train_records, partial_reason = run_training(
                 session, meterset, repeats=profile.run.repeats, warmup=profile.run.warmup,

@@ -4,7 +4,7 @@ import pytest
 
 from greenbench import profile as P
 from greenbench import results
-from greenbench.runner import MeterSet, measure_idle, run_profile
+from greenbench.runner import MeterSet, run_profile
 
 from fakes import FakeBackend, FakeSession, StepMeter
 
@@ -89,18 +89,17 @@ def test_ctrl_c_keeps_completed_repeats(prof):
 def test_idle_baseline_marginal():
     meter = StepMeter(steps={"package-0": 2.0})
     ms = MeterSet([meter])
-    idle = measure_idle(ms, 0.5, sleep=lambda s: None)
-    # one step of 2 J over a 1 s fake-clock window... but MeterSet uses perf_counter for duration,
-    # so idle power = 2 J / (real elapsed); just check it is recorded per (meter, domain).
-    assert set(idle) == {("fake", "package-0")}
-    assert measure_idle(MeterSet([meter]), 0) == {}
+    idle = ms.measure_idle(0.5, sleep=lambda s: None)
+    # The fake meter's clock advances 1 s per snapshot: one 2 J step over 1 s -> 2 W.
+    assert idle == {"fake/package-0": pytest.approx(2.0)}
+    assert MeterSet([meter]).measure_idle(0) == {}
 
 
 def test_marginal_arithmetic():
     from greenbench.meters.base import DomainEnergy
     from greenbench.runner import Window
 
-    ms = MeterSet([], idle_power_w={("rapl", "package-0"): 10.0})
+    ms = MeterSet([], idle_power_w={"rapl/package-0": 10.0})
     w = Window(0.5, [DomainEnergy("rapl", "package-0", "counter", 8.0), DomainEnergy("rapl", "core-0", "counter", 3.0, False)])
     assert ms.marginal_j(w) == pytest.approx(8.0 - 5.0)
     w2 = Window(1.0, [DomainEnergy("rapl", "package-0", "counter", 4.0)])
