@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "store",
     "publish",
     "gate",
+    "leaderboard",
     "serve",
 )
 

@@ -1,0 +1,92 @@
+"""`greenbench leaderboard`: rank verified results from the local store or a greenbench server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("leaderboard")(leaderboard)
+
+
+def _entries_from_server(url: str, trust):
+    """Fetch every indexed result from a server, checking each block against its CID and its signature here."""
+    from greenbench import signing
+    from greenbench.errors import GreenbenchError
+    from greenbench.store import dagjson
+    from greenbench.store.remote import ServerClient
+
+    client = ServerClient(url)
+    entries, skipped = [], []
+    for row in client.results():
+        cid = row.get("cid")
+        try:
+            env = dagjson.decode(client.get_block(cid))
+            v = signing.verify_envelope(env, trust)
+        except GreenbenchError as exc:
+            skipped.append({"cid": cid, "reason": exc.message})
+            continue
+        entries.append({"cid": str(cid), "signer": v.signer, "result": v.result})
+    return entries, skipped
+
+
+def leaderboard(
+    store: Optional[str] = typer.Option(None, "--store", help="Store directory (default: GREENBENCH_STORE or the user data dir)."),
+    from_url: Optional[str] = typer.Option(None, "--from", help="Read from a greenbench server instead (every block and signature is verified here)."),
+    profile: Optional[str] = typer.Option(None, "--profile", help="Only this profile."),
+    method: Optional[str] = typer.Option(None, "--method", help="Only this energy method: counter, estimate or simulated."),
+    trust: Optional[Path] = typer.Option(None, "--trust", help="File of did:keys; only results they signed count."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Also write the leaderboard as a self-contained HTML page."),
+    json_out: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
+) -> None:
+    """Rank verified results by joules per token, within each profile configuration."""
+    from greenbench import leaderboard as lb
+    from greenbench.cli import render
+    from greenbench.errors import GreenbenchError
+
+    if method and method not in ("counter", "estimate", "simulated"):
+        raise GreenbenchError(f"--method {method!r} is not an energy method", "use counter, estimate or simulated")
+    trusted = None
+    if trust:
+        from greenbench.signing import read_trust_file
+
+        trusted = read_trust_file(trust)
+    if from_url:
+        entries, skipped = _entries_from_server(from_url, trusted)
+    else:
+        from greenbench.publish import load_verified_results
+        from greenbench.store.local import open_store
+
+        entries, skipped = load_verified_results(open_store(store), trusted)
+    rows = lb.build_rows(entries, method=method, profile=profile)
+    if html:
+        from greenbench.fsutil import atomic_write_bytes
+
+        atomic_write_bytes(html, lb.render_html(rows).encode("utf-8"))
+    if json_out:
+        from greenbench.canonical import canonical_bytes
+
+        render.print_json_bytes(canonical_bytes({"rows": rows, "skipped": skipped}))
+        return
+    if not rows:
+        render.info("no verified results yet: `greenbench publish RESULT` adds one")
+    groups: dict[str, list] = {}
+    for r in rows:
+        groups.setdefault(r["group"], []).append(r)
+    for group, grows in groups.items():
+        render.table(
+            group,
+            [("#", "right"), "backend", "hardware", ("J/token", "right"), "method", ("tokens/s", "right"),
+             ("g CO2e/1k tok", "right"), "signer", "CID"],
+            [[r["rank"], r["backend"], r["hardware"], render.fmt_si(r["j_per_token"], "J"), r["method"],
+              "-" if r["tokens_per_s"] is None else f"{r['tokens_per_s']:.1f}",
+              "-" if r["g_co2e_per_1k_tokens"] is None else f"{r['g_co2e_per_1k_tokens']:.3g}",
+              (r["signer"] or "")[:20] + "…", r["cid"]] for r in grows],
+        )
+    for s in skipped:
+        render.warn(f"skipped {s['cid']}: {s['reason']}")
+    if html:
+        render.info(f"wrote {html}")
