@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import io
 import json
 import os
 import sqlite3
@@ -436,40 +437,75 @@ class LocalStore:
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _put_stream(self, fh: BinaryIO, name: str) -> CID:
+        regular = _regular_file(fh)
+        if regular is not None and regular[2] > CHUNK_SIZE:
+            fd, start, size = regular
+            return self._put_regular(fd, start, size, name)
         first = self._read_chunk(fh, name)
         if len(first) < CHUNK_SIZE:
             return self.put_block(first)
         second = self._read_chunk(fh, name)
         if not second:
             return self.put_block(first)
+
+        def chunks() -> Iterator[bytes]:
+            yield first
+            yield second
+            while chunk := self._read_chunk(fh, name):
+                yield chunk
+
+        return self._put_chunks(chunks(), name, lambda chunk: chunk)
+
+    def _put_regular(self, fd: int, start: int, size: int, name: str) -> CID:
+        """Chunk a regular file: each worker preads, hashes and writes its own chunk."""
+
+        def read_at(offset: int) -> bytes:
+            want = min(CHUNK_SIZE, start + size - offset)
+            try:
+                data = os.pread(fd, want, offset)
+            except OSError as exc:
+                raise StoreError(f"cannot read {name}: {exc.strerror or exc}") from None
+            if len(data) != want:
+                raise StoreError(f"{name} changed while it was being stored (shorter than {size} bytes)")
+            return data
+
+        return self._put_chunks(range(start, start + size, CHUNK_SIZE), name, read_at)
+
+    def _put_chunks(self, jobs: Iterable[Any], name: str, load) -> CID:
+        """Store the chunks ``load(job)`` in parallel (hash + temp write + fsync), then commit and write the root."""
         self._ensure()
         batch = _Batch(self, fsync_each=True)
 
-        def store_chunk(chunk: bytes) -> tuple[CID, bool]:
+        def store_chunk(job: Any) -> tuple[CID, int]:
+            chunk = load(job)
             cid = CID(1, RAW, SHA2_256, hashlib.sha256(chunk).digest())
-            return cid, batch.write(self.block_path(cid), chunk)
+            batch.write(self.block_path(cid), chunk)
+            return cid, len(chunk)
 
         chunks: list[CID] = []
         total = 0
         max_chunks = _max_chunks()
+
+        def collect(future) -> None:
+            nonlocal total
+            cid, n = future.result()
+            chunks.append(cid)
+            total += n
+
         try:
             with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="gb-store") as pool:
                 inflight: deque = deque()
-                chunk = first
-                pending_next = second
-                while chunk:
-                    total += len(chunk)
-                    inflight.append(pool.submit(store_chunk, chunk))
-                    while len(inflight) > 2 * self.workers:
-                        chunks.append(inflight.popleft().result()[0])
-                    if len(chunks) + len(inflight) > max_chunks:
+                for job in jobs:
+                    if len(chunks) + len(inflight) >= max_chunks:
                         raise StoreError(
                             f"{name} is larger than a chunked file can be ({max_chunks} chunks of {CHUNK_SIZE} bytes)",
                             "split the file, or publish it to IPFS with Kubo (`ipfs add`)",
                         )
-                    chunk, pending_next = pending_next, (self._read_chunk(fh, name) if pending_next else b"")
+                    inflight.append(pool.submit(store_chunk, job))
+                    while len(inflight) > 2 * self.workers:
+                        collect(inflight.popleft())
                 while inflight:
-                    chunks.append(inflight.popleft().result()[0])
+                    collect(inflight.popleft())
             batch.commit()
         except OSError as exc:
             batch.abort()
@@ -811,6 +847,19 @@ def _number(value: Any) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
+
+
+def _regular_file(fh: Any) -> tuple[int, int, int] | None:
+    """``(fd, position, bytes left)`` when ``fh`` is a seekable regular file, else None."""
+    try:
+        fd = fh.fileno()
+        st = os.fstat(fd)
+        if not (st.st_mode & 0o170000 == 0o100000):
+            return None
+        pos = fh.tell()
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
+    return fd, pos, max(0, st.st_size - pos)
 
 
 def _max_chunks() -> int:
