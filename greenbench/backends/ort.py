@@ -129,7 +129,7 @@ class OrtBackend:
             sess = ort.InferenceSession(str(export.onnx_path), session_options(threads), providers=self.providers)
         except Exception as exc:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
             raise BackendError(
-                f"onnxruntime cannot load {export.onnx_path}: {str(exc).strip().splitlines()[0][:400]}",
+                f"onnxruntime cannot load {export.onnx_path}: {_ort_message(exc)}",
                 "check that the directory holds a complete ONNX export (model.onnx and its .onnx.data)",
             ) from None
         if self.name == "cuda" and CUDA_PROVIDER not in sess.get_providers():
@@ -187,6 +187,16 @@ class OrtBackend:
             sess, io, prompt, batch_size=B, max_new_tokens=n_new,
             device="cuda" if self.name == "cuda" else "cpu", info=info, cost=cost,
         )
+
+
+def _ort_message(exc: Exception) -> str:
+    """The useful part of an onnxruntime exception (no status prefix, no C++ source location)."""
+    import re
+
+    lines = str(exc).strip().splitlines() or [type(exc).__name__]
+    msg = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", lines[0])
+    msg = re.sub(r"\S*onnxruntime_src\S*:\d+ \S+\(.*\) (?=\S)", "", msg)
+    return msg[:400]
 
 
 def _export_config(io) -> dict:

@@ -54,7 +54,9 @@ class _GraphBuilder:
 
     def init(self, name: str, arr: np.ndarray) -> str:
         onnx = self.onnx
-        arr = np.ascontiguousarray(arr)
+        arr = np.asarray(arr)
+        if not arr.flags.c_contiguous:
+            arr = arr.copy()  # (np.ascontiguousarray would turn scalars into 1-D arrays)
         t = onnx.TensorProto()
         t.name = name
         t.data_type = onnx.helper.np_dtype_to_tensor_dtype(arr.dtype)
@@ -368,7 +370,7 @@ def _standard_graph(g: _GraphBuilder, cfg: LlamaConfig, w, dt, onnx_dt, symbolic
         pm1 = g.node("Sub", [cs, one_s], "/model/pos/Sub")
         pos = g.node("Slice", [pm1, g.node("Unsqueeze", [p_len, ax0], "/model/pos/P1"),
                                g.node("Unsqueeze", [t_len, ax0], "/model/pos/T1"), ax1], "/model/pos/Slice")
-        pos = g.node("Relu", [pos], "/model/pos/clamp")  # left-padding slots (-1) -> 0; they are masked anyway
+        pos = g.node("Max", [pos, zero_s], "/model/pos/clamp")  # left-padding slots (-1) -> 0; they are masked anyway
 
     # causal + padding mask as an additive bias [B, 1, 1, S, T] (broadcast over kv groups and heads)
     qpos = g.node("Range", [p_len, t_len, one_s], "/model/mask/qpos")

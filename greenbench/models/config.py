@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from greenbench.canonical import canonical_bytes
 
 #: Bumped whenever the generated graph or weights change, so stale cache entries are not reused.
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 
 
 @dataclass(frozen=True)
