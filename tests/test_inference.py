@@ -139,3 +139,18 @@ def test_bad_model_shape_is_backend_error():
     prof = tiny(head_dim=15, hidden=60)
     with pytest.raises(BackendError, match="head_dim"):
         get_backend("cpu").prepare(prof)
+
+
+def test_public_iobinding_fallback_gives_the_same_tokens(monkeypatch):
+    """Without onnxruntime's C-level binding entry points the session uses the public IOBinding API."""
+    import onnxruntime
+
+    fast = get_backend("cpu").prepare(tiny())
+    assert not isinstance(fast._cpu, tuple)  # the fast path is in use on this onnxruntime
+    expected = run_once(fast, 12)
+    for graph in ("contrib", "standard"):
+        with monkeypatch.context() as m:
+            m.delattr(onnxruntime, "OrtDevice", raising=False)
+            s = get_backend("cpu").prepare(tiny(graph=graph))
+        assert s._cpu == ("cpu", 0)
+        assert run_once(s, 12) == expected

@@ -202,15 +202,14 @@ def test_cache_builds_once_atomically(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("rebuilt a cached model")
 
-    monkeypatch.setattr("greenbench.models.builder.build_model", boom)
-    assert cache_mod.ensure_model(cfg) == d
+    with monkeypatch.context() as m:
+        m.setattr("greenbench.models.builder.build_model", boom)
+        assert cache_mod.ensure_model(cfg) == d
     # a half-written leftover (no marker) is rebuilt, not trusted
     other = dataclasses.replace(cfg, seed=3)
     stale = cache_mod.model_dir(other)
     stale.mkdir(parents=True)
     (stale / "model.onnx").write_bytes(b"garbage")
-    monkeypatch.undo()
-    monkeypatch.setenv("GREENBENCH_CACHE_DIR", str(tmp_path / "cache"))
     d2 = cache_mod.ensure_model(other)
     assert d2 == stale and (d2 / cache_mod.MARKER).is_file()
     ort.InferenceSession(str(d2 / "model.onnx"), providers=["CPUExecutionProvider"])
