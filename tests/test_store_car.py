@@ -13,7 +13,7 @@ from greenbench.errors import StoreError
 from greenbench.store import dagcbor, dagpb
 from greenbench.store import multiformats as mf
 from greenbench.store.car import CARV2_PRAGMA, CarReader, inspect_car, read_car, write_car
-from greenbench.store.cid import CID, cid_for
+from greenbench.store.cid import cid_for
 
 DATA = Path(__file__).parent / "data" / "ipld-car-spec"
 BASIC = DATA / "carv1-basic.car"

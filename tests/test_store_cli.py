@@ -118,7 +118,6 @@ def test_car_import_tampered_exit_1_nothing_imported(tmp_path):
 @pytest.mark.parametrize("name", list(MALFORMED))
 def test_car_import_malformed_exit_2_nothing_imported(tmp_path, name):
     raw, fragment = MALFORMED[name]
-    # put a valid block before the damage so there is something that could wrongly be imported
     path = tmp_path / "bad.car"
     path.write_bytes(raw)
     store = tmp_path / "s"

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -16,8 +15,8 @@ import pytest
 
 from greenbench.errors import StoreError, VerificationError
 from greenbench.store import dagjson
-from greenbench.store.car import read_car, write_car
-from greenbench.store.cid import CID, cid_for
+from greenbench.store.car import write_car
+from greenbench.store.cid import cid_for
 from greenbench.store.local import (
     BLOCK_LIMIT,
     CHUNK_SIZE,
