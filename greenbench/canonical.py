@@ -12,9 +12,10 @@ import math
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["canonical_bytes", "format_number"]
+__all__ = ["canonical_bytes", "format_number", "json_string"]
 
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_NEEDS_ESCAPE = frozenset(chr(i) for i in range(0x20)) | {'"', "\\"}
 
 
 def canonical_bytes(value: Any) -> bytes:
@@ -36,7 +37,7 @@ def _encode(value: Any, out: list[str]) -> None:
     elif value is False:
         out.append("false")
     elif isinstance(value, str):
-        out.append(_string(value))
+        out.append(json_string(value))
     elif isinstance(value, (int, float)):
         out.append(format_number(value))
     elif isinstance(value, dict):
@@ -49,7 +50,7 @@ def _encode(value: Any, out: list[str]) -> None:
             if not first:
                 out.append(",")
             first = False
-            out.append(_string(key))
+            out.append(json_string(key))
             out.append(":")
             _encode(value[key], out)
         out.append("}")
@@ -64,7 +65,10 @@ def _encode(value: Any, out: list[str]) -> None:
         raise ValueError(f"cannot encode {type(value).__name__} as JSON: {value!r}")
 
 
-def _string(s: str) -> str:
+def json_string(s: str) -> str:
+    """A JSON string literal with the minimal escapes (RFC 8785 section 3.2.2.2; DAG-JSON uses the same)."""
+    if not any(c in _NEEDS_ESCAPE for c in s):
+        return f'"{s}"'
     chars = ['"']
     for ch in s:
         esc = _ESCAPES.get(ch)

@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 from greenbench.errors import GreenbenchError
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int = 0o644) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file + fsync + rename + directory fsync).
+@contextmanager
+def atomic_open(path: str | os.PathLike, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """Open a binary file that appears at ``path`` only when the block exits without error.
+
+    The data go to a temporary file in the same directory, which is fsynced, renamed over ``path`` and
+    followed by a directory fsync. On any error (or Ctrl-C) the temporary file is removed and ``path``
+    is untouched.
 
     Raises:
         GreenbenchError: the directory cannot be created or written (exit 2, with the path).
@@ -31,7 +38,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int = 0o644) 
         ) from None
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)
@@ -44,11 +51,18 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int = 0o644) 
         if isinstance(exc, OSError):
             raise GreenbenchError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
-    _fsync_dir(path.parent)
-    return path
+    fsync_dir(path.parent)
 
 
-def _fsync_dir(directory: Path) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int = 0o644) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file + fsync + rename + directory fsync)."""
+    with atomic_open(path, mode) as fh:
+        fh.write(data)
+    return Path(path)
+
+
+def fsync_dir(directory: str | os.PathLike) -> None:
+    """fsync a directory so a rename inside it is durable (best effort where unsupported)."""
     try:
         dfd = os.open(directory, os.O_RDONLY)
     except OSError:

@@ -126,6 +126,18 @@ def write(doc: dict, out_dir: str | Path) -> Path:
     return atomic_write_bytes(out / result_filename(doc), data)
 
 
+def _read(path: str | Path) -> tuple[Path, bytes]:
+    p = Path(path)
+    try:
+        return p, p.read_bytes()
+    except FileNotFoundError:
+        raise GreenbenchError(
+            f"result file not found: {p}", "give the path of a JSON file written by `greenbench run`"
+        ) from None
+    except OSError as exc:
+        raise GreenbenchError(f"cannot read {p}: {exc.strerror or exc}") from None
+
+
 def load(path: str | Path) -> dict:
     """Read a result document, migrating older schema versions.
 
@@ -133,13 +145,7 @@ def load(path: str | Path) -> dict:
         GreenbenchError: missing/unreadable file, not JSON, not a greenbench result, an unknown
             (newer) schema version, or missing contract paths.
     """
-    p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise GreenbenchError(f"result file not found: {p}", "give the path of a JSON file written by `greenbench run`") from None
-    except OSError as exc:
-        raise GreenbenchError(f"cannot read {p}: {exc.strerror or exc}") from None
+    p, raw = _read(path)
     return loads(raw, source=str(p))
 
 
@@ -191,20 +197,13 @@ def utc_now_iso() -> str:
 
 def load_any(path: str | Path) -> dict:
     """A result document from a bare result file or a signed DSSE envelope (whose signature is verified)."""
-    p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise GreenbenchError(f"file not found: {p}", "give a result JSON or a signed envelope") from None
-    except OSError as exc:
-        raise GreenbenchError(f"cannot read {p}: {exc.strerror or exc}") from None
+    p, raw = _read(path)
     try:
         doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise GreenbenchError(f"{p} is not valid JSON: {exc}") from None
+    except (ValueError, UnicodeDecodeError):
+        doc = None  # loads() below reports it
     if isinstance(doc, dict) and "payloadType" in doc and "payload" in doc:
         from greenbench.signing import verify_envelope
 
-        verified = verify_envelope(doc)
-        return loads(_jcs(verified.result), source=str(p))
+        return loads(_jcs(verify_envelope(doc).result), source=str(p))
     return loads(raw, source=str(p))

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from greenbench.canonical import canonical_bytes
 from greenbench.errors import GreenbenchError, VerificationError
+from greenbench.fsutil import fsync_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -123,13 +124,7 @@ def _create_exclusive(path: Path, data: bytes) -> bool:
             if path.exists():
                 return False
             os.replace(tmp, path)
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        except OSError:
-            pass
-        finally:
-            os.close(dfd)
+        fsync_dir(path.parent)
         return True
     finally:
         try:

@@ -106,27 +106,10 @@ def carbon(
 
 
 def _load_result(path: Path) -> dict:
-    try:
-        from greenbench.results import load
-    except ImportError:
-        load = None
-    if load is not None:
-        return load(path)
-    import json
+    """A result file or a signed envelope of one (verified)."""
+    from greenbench.results import load_any
 
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise GreenbenchError(f"result file not found: {path}", "give the path of a JSON file written by `greenbench run`") from None
-    except OSError as exc:
-        raise GreenbenchError(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise GreenbenchError(f"{path} is not valid JSON: {exc}", "give a result file written by `greenbench run`") from None
-    if not isinstance(doc, dict):
-        raise GreenbenchError(f"{path} is not a greenbench result (expected a JSON object)")
-    return doc
+    return load_any(path)
 
 
 def _short_source(src: dict, long: bool = True) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from greenbench.canonical import format_number
+from greenbench.canonical import format_number, json_string
 from greenbench.errors import StoreError
 from greenbench.store import multiformats as mf
 from greenbench.store.cid import CID
@@ -27,9 +27,6 @@ __all__ = ["encode", "decode", "links"]
 MIN_INT = -(2**64)
 MAX_INT = 2**64 - 1
 MAX_DEPTH = 512
-
-_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-_NEEDS_ESCAPE = frozenset(chr(i) for i in range(0x20)) | {'"', "\\"}
 
 
 def encode(obj: Any) -> bytes:
@@ -45,22 +42,6 @@ def encode(obj: Any) -> bytes:
         return "".join(out).encode("utf-8")
     except UnicodeEncodeError as exc:
         raise StoreError(f"cannot encode as DAG-JSON: string with a lone surrogate ({exc.reason})") from None
-
-
-def _string(s: str) -> str:
-    if not any(c in _NEEDS_ESCAPE for c in s):
-        return f'"{s}"'
-    parts = ['"']
-    for ch in s:
-        esc = _ESCAPES.get(ch)
-        if esc is not None:
-            parts.append(esc)
-        elif ch < " ":
-            parts.append(f"\\u{ord(ch):04x}")
-        else:
-            parts.append(ch)
-    parts.append('"')
-    return "".join(parts)
 
 
 def _float(x: float) -> str:
@@ -83,7 +64,7 @@ def _encode(value: Any, out: list[str], depth: int) -> None:
     elif value is False:
         out.append("false")
     elif isinstance(value, str):
-        out.append(_string(value))
+        out.append(json_string(value))
     elif isinstance(value, int):
         if not MIN_INT <= value <= MAX_INT:
             raise StoreError(f"cannot encode as DAG-JSON: integer {value} is outside the 64-bit range")
@@ -111,7 +92,7 @@ def _encode(value: Any, out: list[str], depth: int) -> None:
         for i, key in enumerate(ordered):
             if i:
                 out.append(",")
-            out.append(_string(key))
+            out.append(json_string(key))
             out.append(":")
             _encode(value[key], out, depth + 1)
         out.append("}")

@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Iterator
 
 from greenbench.errors import StoreError, VerificationError
-from greenbench.fsutil import default_store_dir
+from greenbench.fsutil import atomic_open, default_store_dir
 from greenbench.store import dagcbor, dagjson, dagpb
 from greenbench.store import multiformats as mf
 from greenbench.store.car import CarReader, write_car
@@ -638,34 +638,15 @@ class LocalStore:
             raise StoreError("no root CIDs to export", "pass one or more CIDs")
         out = Path(out_path)
         count = 0
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-        except OSError as exc:
-            raise _os_error(exc, "write", out) from None
-        try:
-            with os.fdopen(fd, "wb") as fh:
 
-                def counted():
-                    nonlocal count
-                    for item in self.walk(roots):
-                        count += 1
-                        yield item
+        def counted():
+            nonlocal count
+            for item in self.walk(roots):
+                count += 1
+                yield item
 
-                write_car(fh, roots, counted())
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, out)
-            _fsync_path(out.parent)
-        except BaseException as exc:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            if isinstance(exc, OSError):
-                raise _os_error(exc, "write", out) from None
-            raise
+        with atomic_open(out) as fh:
+            write_car(fh, roots, counted())
         return count
 
     # --- result index ------------------------------------------------------------------------
