@@ -338,13 +338,23 @@ def run_profile(
         decode["macs_per_token"] = cost.get("macs_per_token")
         decode["bytes_per_token"] = cost.get("bytes_per_token")
         decode["roofline_fraction"] = None
+        decode["roofline_note"] = None
         if measure_bandwidth and decode["tokens_per_s"] and cost.get("bytes_per_token") and partial_reason is None:
             from greenbench import models
 
-            say("measuring memory bandwidth for the roofline")
-            bw = models.memory_bandwidth_bytes_per_s()
-            decode["memory_bandwidth_bytes_per_s"] = bw
-            decode["roofline_fraction"] = models.roofline(cost, decode["tokens_per_s"] / batch, bw)
+            llc = models.last_level_cache_bytes()
+            if cost["bytes_per_token"] <= llc:
+                # The weights stay in cache between tokens: DRAM bandwidth is not the ceiling.
+                decode["roofline_note"] = (
+                    f"not computed: {cost['bytes_per_token'] / 2**20:.3g} MiB per token fits in the "
+                    f"{llc / 2**20:.3g} MiB last-level cache, so memory bandwidth does not bound decode"
+                )
+            else:
+                say("measuring memory bandwidth for the roofline")
+                bw = models.memory_bandwidth_bytes_per_s()
+                decode["memory_bandwidth_bytes_per_s"] = bw
+                # tokens/s over all batch rows: bytes_per_token already shares the weight reads across the batch
+                decode["roofline_fraction"] = models.roofline(cost, decode["tokens_per_s"], bw)
         metrics["cost"] = cost
         windows = [r.prefill for r in records] + [r.decode for r in records if r.decode is not None]
         completed = len(records)

@@ -127,3 +127,21 @@ def test_training_workload_measures_trained_tokens(tmp_path):
     assert t["loss_last"] < t["loss_first"]
     assert doc["metrics"]["decode"]["j_per_token"] is None
     assert doc["carbon"]["tokens_basis"] == "trained"
+
+
+def test_roofline_only_when_weights_exceed_cache(prof, monkeypatch):
+    from greenbench.models import cost as cost_mod
+
+    monkeypatch.setattr(cost_mod, "last_level_cache_bytes", lambda: 32 << 20)
+    monkeypatch.setattr(cost_mod, "memory_bandwidth_bytes_per_s", lambda *a, **k: 2e10)
+    small = run_profile(prof, meters=[StepMeter()], backend=FakeBackend())
+    assert small["metrics"]["decode"]["roofline_fraction"] is None
+    assert "last-level cache" in small["metrics"]["decode"]["roofline_note"]
+
+    big_session = FakeSession()
+    big_session.cost = lambda: {"params": 1, "macs_per_token": 1.0, "bytes_per_token": 1e9}
+    big = run_profile(prof, meters=[StepMeter()], backend=FakeBackend(big_session))
+    d = big["metrics"]["decode"]
+    # ceiling = 2e10 B/s / 1e9 B/token = 20 tokens/s
+    assert d["roofline_fraction"] == pytest.approx(d["tokens_per_s"] / 20.0)
+    assert d["memory_bandwidth_bytes_per_s"] == 2e10

@@ -22,6 +22,7 @@ _LAZY = {
     "roofline": "greenbench.models.cost",
     "memory_bandwidth_gbps": "greenbench.models.cost",
     "memory_bandwidth_bytes_per_s": "greenbench.models.cost",
+    "last_level_cache_bytes": "greenbench.models.cost",
 }
 
 __all__ = sorted(_LAZY)

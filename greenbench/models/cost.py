@@ -159,7 +159,7 @@ def memory_bandwidth_bytes_per_s(
 
         threads = psutil.cpu_count(logical=False) or 1
     if size_bytes is None:
-        size_bytes = max(256 << 20, 8 * _l3_bytes())
+        size_bytes = max(256 << 20, 8 * last_level_cache_bytes())
     a = np.ones(size_bytes // 4, dtype=np.float32)
     best = 0.0
     deadline = time.perf_counter() + min_time_s
@@ -182,7 +182,8 @@ def memory_bandwidth_gbps(threads: int | None = None, size_bytes: int | None = N
     return memory_bandwidth_bytes_per_s(threads, size_bytes, min_time_s) / 1e9
 
 
-def _l3_bytes() -> int:
+def last_level_cache_bytes() -> int:
+    """The largest CPU cache of cpu0 from sysfs (32 MiB when unknown)."""
     try:
         import glob
 
