@@ -33,6 +33,13 @@ def _entries_from_server(url: str, trust):
     return entries, skipped
 
 
+def _short(text: str | None, prefix: str = "") -> str:
+    if not text:
+        return "-"
+    body = text[len(prefix):] if prefix and text.startswith(prefix) else text
+    return body if len(body) <= 12 else f"{body[:5]}…{body[-4:]}"
+
+
 def leaderboard(
     store: Optional[str] = typer.Option(None, "--store", help="Store directory (default: GREENBENCH_STORE or the user data dir)."),
     from_url: Optional[str] = typer.Option(None, "--from", help="Read from a greenbench server instead (every block and signature is verified here)."),
@@ -79,12 +86,13 @@ def leaderboard(
     for group, grows in groups.items():
         render.table(
             group,
-            [("#", "right"), "backend", "hardware", ("J/token", "right"), "method", ("tokens/s", "right"),
-             ("g CO2e/1k tok", "right"), "signer", "CID"],
+            [("#", "right"), "backend", "hardware", ("J/token", "right"), "method", ("tok/s", "right"),
+             ("gCO2e/1k", "right"), "signer"],
             [[r["rank"], r["backend"], r["hardware"], render.fmt_si(r["j_per_token"], "J"), r["method"],
-              "-" if r["tokens_per_s"] is None else f"{r['tokens_per_s']:.1f}",
+              "-" if r["tokens_per_s"] is None else f"{r['tokens_per_s']:.0f}",
               "-" if r["g_co2e_per_1k_tokens"] is None else f"{r['g_co2e_per_1k_tokens']:.3g}",
-              (r["signer"] or "")[:20] + "…", r["cid"]] for r in grows],
+              _short(r["signer"], "did:key:")] for r in grows],
+            caption="signers shortened; --json gives them in full, with each result's CID",
         )
     for s in skipped:
         render.warn(f"skipped {s['cid']}: {s['reason']}")
