@@ -282,6 +282,16 @@ def run_profile(
         session = backend.prepare(profile, progress=say)
         backend_name = backend.name
 
+    sim_meters = getattr(session, "energy_meters", None)
+    if callable(sim_meters) and sim_meters():
+        # A simulated backend: its energy comes from its cost model, per window, as `simulated` meters.
+        # The host's own draw while simulating says nothing about the simulated hardware, so host meters
+        # are not used.
+        meters = list(sim_meters())
+        warnings.append(
+            f"backend {backend_name!r} is simulated: every joule in this result is SIMULATED from its published "
+            "cost model, not measured"
+        )
     meterset = MeterSet(list(meters))
     opened: list[Meter] = []
     try:

@@ -145,3 +145,16 @@ def test_roofline_only_when_weights_exceed_cache(prof, monkeypatch):
     # ceiling = 2e10 B/s / 1e9 B/token = 20 tokens/s
     assert d["roofline_fraction"] == pytest.approx(d["tokens_per_s"] / 20.0)
     assert d["memory_bandwidth_bytes_per_s"] == 2e10
+
+
+def test_simulated_session_meters_replace_host_meters(prof):
+    host = StepMeter("host", "counter")
+    sim = StepMeter("sim", "simulated", steps={"array": 0.25})
+    session = FakeSession()
+    session.energy_meters = lambda: [sim]
+    doc = run_profile(prof, meters=[host], backend=FakeBackend(session), measure_bandwidth=False)
+    assert doc["energy"]["method"] == "simulated"
+    assert {r["name"] for r in doc["energy"]["meters"]} == {"sim"}
+    assert doc["metrics"]["decode"]["j_per_token"] == pytest.approx(0.25 / 4)
+    assert not host.opened
+    assert any("SIMULATED" in w for w in doc["warnings"])
