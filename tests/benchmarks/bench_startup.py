@@ -1,0 +1,52 @@
+"""CLI start-up time: `greenbench --help` beside a bare interpreter start, measured in one run.
+
+Run:  python tests/benchmarks/bench_startup.py [--runs 15]
+
+Prints the median wall time of `python -c pass`, of `greenbench --help` and of `greenbench run --help`
+(each as a fresh process through this interpreter), and greenbench's overhead over the bare start.
+The target is `greenbench --help` under 0.3 s: heavy libraries (onnxruntime, codecarbon, torch,
+cryptography, numpy) are imported only by the commands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+
+
+def timed(argv: list[str], runs: int) -> float:
+    samples = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        samples.append(time.perf_counter() - t)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=15)
+    args = ap.parse_args()
+    cli = [sys.executable, "-c", "from greenbench.cli import main; main()"]
+    bare = timed([sys.executable, "-c", "pass"], args.runs)
+    helps = timed(cli + ["--help"], args.runs)
+    run_help = timed(cli + ["run", "--help"], args.runs)
+    heavy = subprocess.run(
+        [sys.executable, "-c",
+         "import sys; sys.argv=['greenbench','--help']\n"
+         "from greenbench.cli import app\n"
+         "try:\n    app()\nexcept SystemExit:\n    pass\n"
+         "print(sorted(m for m in ('onnxruntime','codecarbon','torch','cryptography','numpy','starlette') if m in sys.modules))"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip().splitlines()[-1]
+    print(f"python -c pass          {bare * 1000:7.1f} ms")
+    print(f"greenbench --help       {helps * 1000:7.1f} ms   (overhead {1000 * (helps - bare):.1f} ms; target < 300 ms)")
+    print(f"greenbench run --help   {run_help * 1000:7.1f} ms")
+    print(f"heavy modules imported by --help: {heavy}")
+
+
+if __name__ == "__main__":
+    main()
