@@ -32,6 +32,9 @@ MODEL_KINDS = ("synthetic-llama",)
 DTYPES = ("fp32", "fp16", "int4")
 GRAPHS = ("contrib", "standard")
 WORKLOADS = ("inference", "training")
+SIMULATED_BACKENDS = ("neuromorphic-sim", "optical-sim")
+SIM_CHIPS = ("loihi", "truenorth", "spinnaker", "ideal-ac")  # neuromorphic-sim presets
+OPTICAL_MODELS = ("physics", "lightmatter")  # optical-sim energy models
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,40 @@ class CarbonSpec:
 
 
 @dataclass(frozen=True)
+class SimSpec:
+    """``[sim]``: parameters of the simulated backends (``neuromorphic-sim``, ``optical-sim``).
+
+    ``None`` means the cited default of :mod:`greenbench.backends.simulated` (every default names its
+    source there, and the result records the value used and where it came from).
+    """
+
+    # neuromorphic-sim
+    chip: str | None = None  # SIM_CHIPS; sets the per-event figures below
+    firing_rate: float | None = None  # spikes per neuron per timestep, (0, 1]
+    timesteps: int | None = None
+    synaptic_op_pj: float | None = None
+    spike_pj: float | None = None
+    hop_pj: float | None = None
+    hops_per_spike: float | None = None
+    refetch_weights_per_timestep: bool | None = None
+    # optical-sim
+    optical_model: str | None = None  # OPTICAL_MODELS
+    enob: int | None = None  # effective bits of the analog path (ADC/DAC, noise)
+    adc_fom_fj_per_step: float | None = None  # Walden figure of merit
+    array_size: int | None = None  # the photonic array is array_size x array_size weights
+    array_count: int | None = None
+    laser_optical_fj_per_op: float | None = None
+    laser_wall_plug_efficiency: float | None = None  # (0, 1]
+    op_pj: float | None = None  # optical_model = "lightmatter": electrical + optical energy per op, all-in
+    ops_per_mac: float | None = None
+    digital_mac_pj: float | None = None
+    noise_seed: int | None = None
+    measure_accuracy: bool | None = None
+    # both
+    dram_pj_per_bit: float | None = None
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     model: ModelSpec
@@ -107,6 +144,7 @@ class Profile:
     run: RunSpec = field(default_factory=RunSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
     carbon: CarbonSpec = field(default_factory=CarbonSpec)
+    sim: SimSpec = field(default_factory=SimSpec)
     description: str = ""
     source: str = ""  # where it was loaded from (not part of the digest)
 
@@ -114,6 +152,8 @@ class Profile:
         """The resolved contents as a JSON-ready dict (the digest is over exactly this)."""
         d = dataclasses.asdict(self)
         d.pop("source", None)
+        if self.sim == SimSpec() and self.run.backend not in SIMULATED_BACKENDS:
+            d.pop("sim")  # profiles without [sim] keep the digest they had before [sim] existed
         return _jsonable(d)
 
     @property
@@ -161,6 +201,7 @@ _SECTIONS: dict[str, type] = {
     "run": RunSpec,
     "train": TrainSpec,
     "carbon": CarbonSpec,
+    "sim": SimSpec,
 }
 _TOP_KEYS = {"name": str, "description": str}
 
@@ -390,6 +431,35 @@ def _check_values(p: Profile, source: str, lines: dict) -> None:
         err("run", "workload", f"unknown workload {r.workload!r}", f"valid: {', '.join(WORKLOADS)}")
     if p.carbon.pue is not None and p.carbon.pue < 1.0:
         err("carbon", "pue", f"pue must be >= 1.0, got {p.carbon.pue}", "PUE is facility energy / IT energy")
+    _check_sim(p.sim, err)
+
+
+def _check_sim(s: SimSpec, err) -> None:
+    if s.chip is not None and s.chip not in SIM_CHIPS:
+        err("sim", "chip", f"unknown neuromorphic chip preset {s.chip!r}", f"valid chips: {', '.join(SIM_CHIPS)}")
+    if s.optical_model is not None and s.optical_model not in OPTICAL_MODELS:
+        err("sim", "optical_model", f"unknown optical model {s.optical_model!r}",
+            f"valid models: {', '.join(OPTICAL_MODELS)}")
+    if s.firing_rate is not None and not 0.0 < s.firing_rate <= 1.0:
+        err("sim", "firing_rate", f"[sim] firing_rate must be in (0, 1], got {s.firing_rate}",
+            "spikes per neuron per timestep, e.g. 0.1")
+    for key, lo in (("timesteps", 1), ("enob", 1), ("array_size", 1), ("array_count", 1)):
+        v = getattr(s, key)
+        if v is not None and v < lo:
+            err("sim", key, f"[sim] {key} must be >= {lo}, got {v}")
+    if s.enob is not None and s.enob > 16:
+        err("sim", "enob", f"[sim] enob must be <= 16, got {s.enob}", "analog photonic links reach about 4-8 effective bits")
+    if s.laser_wall_plug_efficiency is not None and not 0.0 < s.laser_wall_plug_efficiency <= 1.0:
+        err("sim", "laser_wall_plug_efficiency",
+            f"[sim] laser_wall_plug_efficiency must be in (0, 1], got {s.laser_wall_plug_efficiency}",
+            "a fraction, e.g. 0.2 for 20 %")
+    if s.ops_per_mac is not None and s.ops_per_mac <= 0:
+        err("sim", "ops_per_mac", f"[sim] ops_per_mac must be > 0, got {s.ops_per_mac}")
+    for key in ("synaptic_op_pj", "spike_pj", "hop_pj", "hops_per_spike", "adc_fom_fj_per_step",
+                "laser_optical_fj_per_op", "op_pj", "digital_mac_pj", "dram_pj_per_bit"):
+        v = getattr(s, key)
+        if v is not None and (v < 0 or v != v or v == float("inf")):
+            err("sim", key, f"[sim] {key} must be a finite number >= 0, got {v}")
 
 
 _HEADER = re.compile(r"^\s*\[\s*([A-Za-z0-9_.\-]+)\s*\]")
