@@ -2,7 +2,9 @@
 
 A *backend* turns a profile into a prepared :class:`InferenceSession` (model built or loaded, one
 runtime session, buffers allocated once); the runner then measures energy windows around
-``prefill`` and ``decode``. ``cpu`` and ``cuda`` run onnxruntime (CPU / CUDA execution provider).
+``prefill`` and ``decode``. ``cpu`` and ``cuda`` run onnxruntime (CPU / CUDA execution provider);
+``neuromorphic-sim`` and ``optical-sim`` run the ``cpu`` model and simulate the energy
+(:mod:`greenbench.backends.simulated`).
 
 To add a backend, add its name and ``"module:factory"`` to ``_REGISTRY``; the factory takes no
 arguments and may raise :class:`~greenbench.errors.BackendError` when the backend cannot be used here.
@@ -21,6 +23,8 @@ if TYPE_CHECKING:  # pragma: no cover
 _REGISTRY: dict[str, str] = {
     "cpu": "greenbench.backends.ort:cpu_backend",
     "cuda": "greenbench.backends.ort:cuda_backend",
+    "neuromorphic-sim": "greenbench.backends.simulated:neuromorphic_backend",
+    "optical-sim": "greenbench.backends.simulated:optical_backend",
 }
 
 #: Backend names the CLI accepts.
