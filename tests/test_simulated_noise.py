@@ -1,0 +1,137 @@
+"""optical-sim precision model: which matmuls are perturbed, by how much, and the agreement arithmetic."""
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from greenbench.backends.sim import noise
+from greenbench.errors import BackendError
+from greenbench.models.cache import ensure_model
+from greenbench.models.config import LlamaConfig
+
+TINY = dict(layers=2, hidden=64, heads=4, kv_heads=2, head_dim=16, ffn=176, vocab=512, max_seq_len=64)
+
+
+def tiny_dir(**over):
+    return ensure_model(LlamaConfig(**{**TINY, **over}))
+
+
+@pytest.mark.parametrize("over", [{}, {"graph": "standard"}, {"dtype": "int4"}])
+def test_weight_matmuls_of_generated_models(over):
+    m = noise.load_graph(tiny_dir(**over) / "model.onnx")
+    mats = noise.weight_matmuls(m)
+    H, hd, F, V = 64, 16, 176, 512
+    per_layer = [(H, (4 + 2 * 2) * hd), (4 * hd, H), (H, F), (H, F), (F, H)]
+    if over.get("graph") == "standard":  # separate q, k, v projections
+        per_layer = [(H, 4 * hd), (H, 2 * hd), (H, 2 * hd), (4 * hd, H), (H, F), (H, F), (F, H)]
+    got = sorted((w.k, w.n) for w in mats)
+    assert got == sorted(per_layer * 2 + [(H, V)])  # attention's QK/PV matmuls have no constant weight
+    ops = {n.name: n.op_type for n in m.graph.node}
+    assert {ops[w.node] for w in mats} == ({"MatMulNBits"} if over.get("dtype") == "int4" else {"MatMul"})
+
+
+def test_gemm_trans_b_and_non_constant_matmuls():
+    w = numpy_helper.from_array(np.zeros((8, 4), np.float32), "W")  # transB: N=8, K=4
+    w2 = numpy_helper.from_array(np.zeros((4, 3), np.float32), "W2")
+    g = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "W"], ["y"], name="gemm", transB=1),
+         helper.make_node("MatMul", ["y", "z"], ["u"], name="dyn"),  # no constant weight: not perturbed
+         helper.make_node("MatMul", ["x", "W2"], ["v"], name="mm")],
+        "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in (("x", [2, 4]), ("z", [8, 5]))],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("u", "v")], [w, w2])
+    mats = noise.weight_matmuls(helper.make_model(g))
+    assert [(m.node, m.k, m.n) for m in mats] == [("gemm", 4, 8), ("mm", 4, 3)]
+
+
+def _single_matmul_model(opset: int, k=64, n=512):
+    rng = np.random.default_rng(1)
+    w = numpy_helper.from_array(rng.standard_normal((k, n)).astype(np.float32), "W")
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["rows", k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["rows", n])], [w])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
+
+
+@pytest.mark.parametrize("opset", [17, 18])
+@pytest.mark.parametrize("enob", [4, 8])
+def test_noise_is_gaussian_with_sigma_2_pow_minus_enob_of_each_rows_full_scale(opset, enob):
+    import onnxruntime as ort
+
+    model = _single_matmul_model(opset)
+    x = np.random.default_rng(2).standard_normal((400, 64)).astype(np.float32)
+    exact = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert noise.add_matmul_noise(model, enob, seed=3) == 1
+    noisy = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    z = (noisy - exact) / np.abs(exact).max(axis=-1, keepdims=True) * 2.0**enob
+    assert abs(z.mean()) < 0.01 and z.std() == pytest.approx(1.0, rel=0.02)  # 204,800 draws
+    assert np.abs(noisy - exact).max() > 0
+
+
+def test_perturbed_session_keeps_external_weights_in_place(tmp_path):
+    d = tiny_dir()
+    files = sorted(p.name for p in d.iterdir())
+    s = noise.perturbed_session(d / "model.onnx", enob=6, seed=0, threads=1)
+    assert "input_ids" in [i.name for i in s.get_inputs()]
+    assert sorted(p.name for p in d.iterdir()) == files  # nothing written next to the model
+
+
+def test_a_graph_without_weight_matmuls_is_a_clean_error(tmp_path):
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    onnx.save(helper.make_model(g), tmp_path / "model.onnx")
+    with pytest.raises(BackendError, match="no weight matmuls") as e:
+        noise.perturbed_session(tmp_path / "model.onnx", 6, 0, 1)
+    assert "measure_accuracy" in e.value.hint
+
+
+class Scripted:
+    """A session whose greedy choices are scripted: teacher-forced then free-running."""
+
+    def __init__(self, forced, free):
+        self.runs = [list(forced), list(free)]
+        self.prompt_ids = [1]
+        self.batch_size = 1
+        self.fed = []
+
+    def reset(self):
+        self.cur = self.runs.pop(0)
+
+    def prefill(self):
+        return self.cur.pop(0)
+
+    def decode(self, first, n):
+        self.fed.append(first)
+        return [self.cur.pop(0) for _ in range(n)]
+
+
+def test_agreement_arithmetic():
+    exact = [5, 6, 7, 8]
+    s = Scripted(forced=[5, 0, 7, 8], free=[5, 6, 9, 9])
+    r = noise.measure_agreement(exact, s)
+    assert s.fed[:3] == [5, 6, 7]  # teacher forcing feeds the exact tokens
+    assert r["token_agreement"] == 0.75
+    assert r["free_running_agreement"] == 0.5 and r["first_divergence"] == 2
+    assert r["perturbed_token_ids"] == [5, 6, 9, 9] and r["positions"] == 4
+
+
+def test_agreement_on_the_tiny_model_falls_with_fewer_bits():
+    from greenbench.backends.ort import session_options
+    from greenbench.models.loader import decoder_io, open_export_dir
+    from greenbench.workloads.inference import DecoderSession
+    import onnxruntime as ort
+
+    exp = open_export_dir(tiny_dir(), source="generated")
+    prompt = list(range(3, 19))
+
+    def session(s):
+        return DecoderSession(s, decoder_io(s.get_inputs(), s.get_outputs(), exp), prompt, max_new_tokens=16)
+
+    exact = noise.greedy_tokens(
+        session(ort.InferenceSession(str(exp.onnx_path), session_options(1), providers=["CPUExecutionProvider"])), 16)
+    agree = {b: noise.measure_agreement(exact, session(noise.perturbed_session(exp.onnx_path, b, 0, 1)))
+             for b in (1, 16)}
+    assert agree[16]["token_agreement"] == 1.0 and agree[16]["first_divergence"] is None
+    assert agree[1]["token_agreement"] < 0.5
