@@ -36,15 +36,15 @@ warmup = 0
 """
 
 
+@pytest.fixture(scope="module")
+def _module_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("sim-cache")
+
+
 @pytest.fixture
-def shared_cache(tmp_path_factory, monkeypatch):
+def shared_cache(_module_cache, monkeypatch):
     """One model build for this module's runs (still an isolated temporary directory)."""
-    global _CACHE
-    try:
-        _CACHE
-    except NameError:
-        _CACHE = tmp_path_factory.mktemp("sim-cache")
-    monkeypatch.setenv("GREENBENCH_CACHE_DIR", str(_CACHE))
+    monkeypatch.setenv("GREENBENCH_CACHE_DIR", str(_module_cache))
 
 
 def write(tmp_path, sim="", batch=1, name="p.toml"):

@@ -219,7 +219,7 @@ class SimulatedBackend:
         try:
             p = P.neuromorphic_params(profile.sim) if self.name == NEUROMORPHIC else P.optical_params(profile.sim)
         except ValueError as exc:
-            raise BackendError(f"[sim] {exc}", "see the [sim] keys in the README") from None
+            raise BackendError(f"[sim] {exc}", "valid presets: greenbench/backends/sim/params.py") from None
         sim: dict = {
             "backend": self.name,
             "statement": STATEMENT,
@@ -239,6 +239,7 @@ class SimulatedBackend:
             )
             ref = E.digital_reference_energy(step, g, p.digital_mac_pj, p.dram_pj_per_bit)
             r_star = E.break_even_firing_rate(g, p, T)
+            side = "above" if p.firing_rate > P.YAN_BREAK_EVEN_SPIKE_RATE else "at or below"
             sim["reference"] = {
                 "digital_decode_j_per_token": _per_token(ref, step.tokens),
                 "digital_note": "the same work on a digital accelerator: every MAC at digital_mac_pj plus the "
@@ -248,13 +249,14 @@ class SimulatedBackend:
                 "digital MACs (memory excluded), at the mean decode context",
                 "yan2024_break_even_spike_rate": P.YAN_BREAK_EVEN_SPIKE_RATE,
                 "yan2024_note": (
-                    f"firing_rate {p.firing_rate:g} is {'above' if p.firing_rate > P.YAN_BREAK_EVEN_SPIKE_RATE else 'at or below'} "
+                    f"firing_rate {p.firing_rate:g} is {side} "
                     "the ~6.4 % spike rate below which Yan et al. (arXiv:2409.08290) find SNNs save energy once "
                     "data movement is counted"
                 ),
             }
             keys = ["spikegpt2023", "spikformer2023", "yan2024", "horowitz2014", "kaplan2020"]
-            keys += {"loihi": ["davies2018"], "truenorth": ["merolla2014"], "spinnaker": ["vanalbada2018"]}.get(p.chip, [])
+            chip_paper = {"loihi": "davies2018", "truenorth": "merolla2014", "spinnaker": "vanalbada2018"}
+            keys += [chip_paper[p.chip]] if p.chip in chip_paper else []
             accuracy = {
                 "token_agreement": None,
                 "method": "not simulated: the tokens are the exact (non-spiking) model's; converting a model to a "

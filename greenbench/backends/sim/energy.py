@@ -155,7 +155,10 @@ def weights_resident(g: Geometry, p) -> bool:
 
 
 def optical_energy(work: Work, g: Geometry, p) -> dict[str, float]:
-    """Joules per domain (:data:`OPTICAL_DOMAINS` of ``p.optical_model``) of ``work`` with :class:`~.params.OpticalParams` ``p``."""
+    """Joules per domain (:data:`OPTICAL_DOMAINS` of ``p.optical_model``) of ``work``.
+
+    ``p`` is an :class:`~greenbench.backends.sim.params.OpticalParams`.
+    """
     weight_macs = work.tokens * g.weight_macs_per_token
     if p.optical_model == "lightmatter":
         return {
@@ -174,7 +177,9 @@ def optical_energy(work: Work, g: Geometry, p) -> dict[str, float]:
     }
 
 
-def digital_reference_energy(work: Work, g: Geometry, digital_mac_pj: float, dram_pj_per_bit: float) -> dict[str, float]:
+def digital_reference_energy(
+    work: Work, g: Geometry, digital_mac_pj: float, dram_pj_per_bit: float
+) -> dict[str, float]:
     """The same work on a digital accelerator: every MAC at ``digital_mac_pj`` plus the same memory traffic."""
     macs = work.tokens * g.weight_macs_per_token + work.attention_macs
     return {

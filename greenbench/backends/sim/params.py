@@ -60,7 +60,8 @@ CHIPS: dict[str, dict[str, tuple[float, str]]] = {
         "synaptic_op_pj": (23.6, "Davies et al. 2018, Table 1: 23.6 pJ per synaptic op (Loihi, 14 nm)"),
         "spike_pj": (1.7, "Davies et al. 2018, Table 1: 1.7 pJ per spike within a tile"),
         "hop_pj": (3.5, "Davies et al. 2018, Table 1: 3.5 pJ per tile hop"),
-        "hops_per_spike": (1.0, "assumption: one tile hop per spike (depends on placement; not published per workload)"),
+        "hops_per_spike": (1.0, "assumption: one tile hop per spike (depends on placement; not published "
+                           "per workload)"),
     },
     "truenorth": {
         "synaptic_op_pj": (26.0, "Merolla et al. 2014: 26 pJ per synaptic event, all-in (TrueNorth, 28 nm)"),
@@ -97,13 +98,15 @@ DEFAULTS: dict[str, tuple[object, str]] = {
     "optical_model": ("physics", "default optical model: laser + ADC/DAC + weight programming + digital "
                       "attention + memory, so the breakdown is visible"),
     "enob": (6, "Nahmias et al. 2020: photonic MACs reach ~4-8 effective bits; 6 is mid-range"),
-    "adc_fom_fj_per_step": (10.0, "Murmann ADC survey: Walden FOM ~10 fJ/conversion-step (8 bit ~2.5 pJ, 6 bit ~0.6 pJ)"),
+    "adc_fom_fj_per_step": (10.0, "Murmann ADC survey: Walden FOM ~10 fJ/conversion-step "
+                            "(8 bit ~2.5 pJ, 6 bit ~0.6 pJ)"),
     "array_size": (128, "assumption: a 128 x 128 weight-stationary photonic array"),
     "array_count": (1, "assumption: one array"),
     "laser_optical_fj_per_op": (LIGHTMATTER_OPTICAL_FJ_PER_OP,
                                 "Ahmed et al. 2025: 1.6 W optical at 65.5 TOPS = 24.4 fJ of light per op"),
     "laser_wall_plug_efficiency": (0.2, "assumption: 20 %, inside the 10-30 % range of energy-parameters.md"),
-    "op_pj": (LIGHTMATTER_PJ_PER_OP, "Ahmed et al. 2025: (78 W electrical + 1.6 W optical) / 65.5 TOPS = 1.215 pJ/op, all-in"),
+    "op_pj": (LIGHTMATTER_PJ_PER_OP, "Ahmed et al. 2025: (78 W electrical + 1.6 W optical) / 65.5 TOPS "
+              "= 1.215 pJ/op, all-in"),
     "ops_per_mac": (2.0, "convention: TOPS figures count a MAC as two ops (multiply + add)"),
     "noise_seed": (0, "seed of the RandomNormalLike noise nodes (node i uses seed + i)"),
     "measure_accuracy": (True, "run the perturbed model once at prepare time and report greedy-token agreement"),
