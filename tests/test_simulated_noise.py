@@ -135,3 +135,20 @@ def test_agreement_on_the_tiny_model_falls_with_fewer_bits():
              for b in (1, 16)}
     assert agree[16]["token_agreement"] == 1.0 and agree[16]["first_divergence"] is None
     assert agree[1]["token_agreement"] < 0.5
+
+
+def test_nodes_with_the_same_name_are_each_perturbed_once():
+    import onnxruntime as ort
+
+    w = numpy_helper.from_array(np.eye(4, dtype=np.float32), "W")
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["a"], name="mm"), helper.make_node("MatMul", ["a", "W"], ["b"], name="mm")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 4])],
+        [helper.make_tensor_value_info("b", TensorProto.FLOAT, [3, 4])], [w])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    assert noise.add_matmul_noise(model, 2, 0) == 2
+    assert sum(n.op_type == "RandomNormalLike" for n in model.graph.node) == 2
+    onnx.checker.check_model(model)
+    x = np.ones((3, 4), np.float32)
+    out = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert out.shape == (3, 4) and not np.allclose(out, x)

@@ -32,8 +32,9 @@ WEIGHT_MATMUL_OPS = ("MatMul", "Gemm", "MatMulNBits")
 
 @dataclass(frozen=True)
 class WeightMatmul:
-    """A matmul against a constant weight: node name, ``K`` inputs, ``N`` outputs, output element type."""
+    """A matmul against a constant weight: node index and name, ``K`` inputs, ``N`` outputs, output element type."""
 
+    index: int  # position in graph.node
     node: str
     k: int
     n: int
@@ -57,12 +58,12 @@ def weight_matmuls(model) -> list[WeightMatmul]:
                 attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
                 if attrs.get("transB", 0):
                     k, n = n, k
-            out.append(WeightMatmul(name, k, n, t.data_type))
+            out.append(WeightMatmul(i, name, k, n, t.data_type))
         elif node.op_type == "MatMulNBits":
             attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
             scales = inits.get(node.input[2]) if len(node.input) > 2 else None
             elem = scales.data_type if scales is not None else onnx.TensorProto.FLOAT
-            out.append(WeightMatmul(name, int(attrs["K"]), int(attrs["N"]), elem))
+            out.append(WeightMatmul(i, name, int(attrs["K"]), int(attrs["N"]), elem))
     return out
 
 
@@ -85,13 +86,13 @@ def add_matmul_noise(model, enob: int, seed: int = 0) -> int:
     import numpy as np
     from onnx import helper, numpy_helper
 
-    targets = {m.node: m for m in weight_matmuls(model)}
+    targets = {m.index: m for m in weight_matmuls(model)}  # by position: node names need not be unique
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=17)
     nodes = []
     count = 0
     for i, node in enumerate(model.graph.node):
         nodes.append(node)
-        m = targets.get(node.name or f"node{i}")
+        m = targets.get(i)
         if m is None:
             continue
         y = node.output[0]
