@@ -111,7 +111,7 @@ def fmt_si(value: float | None, unit: str, digits: int = 3) -> str:
     """Format ``value`` with an SI prefix: fmt_si(0.0123, 'J') -> '12.3 mJ'."""
     if value is None:
         return "-"
-    if value == 0:
+    if abs(value) < 1e-15:  # below femto-units: rounding noise of a difference, shown as 0 (exact value in --json)
         return f"0 {unit}"
     prefixes = [(1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"), (1e-12, "p")]
     a = abs(value)
@@ -165,5 +165,11 @@ def result_summary(doc: dict) -> None:
             [[c.get("region"), f"{c.get('intensity_g_per_kwh', 0):.4g}", f"{c.get('g_co2e', 0):.4g}",
               "-" if per1k is None else f"{per1k:.4g}"]],
         )
+    acc = ((w.get("model") or {}).get("accuracy") or {})
+    if acc.get("token_agreement") is not None:
+        free = acc.get("free_running_agreement")
+        info(f"simulated accuracy: greedy-token agreement with the exact model {acc['token_agreement']:.3g} "
+             "teacher-forced" + (f", {free:.3g} free-running" if free is not None else "")
+             + " (how: workload.model.accuracy in the result)")
     for w_ in doc.get("warnings") or []:
         warn(w_)

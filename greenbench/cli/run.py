@@ -36,7 +36,7 @@ def _check_out_dir(out: Path) -> None:
 
 def run(
     profile: str = typer.Argument(..., help="A built-in profile name (see `greenbench profiles`) or a path to a .toml file."),
-    backend: Optional[str] = typer.Option(None, "--backend", help="Backend: cpu, cuda, ... (overrides the profile)."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="Backend: cpu, cuda, neuromorphic-sim or optical-sim (overrides the profile)."),
     repeats: Optional[int] = typer.Option(None, "--repeats", min=1, help="Measured repeats (overrides the profile)."),
     warmup: Optional[int] = typer.Option(None, "--warmup", min=0, help="Unmeasured warmup repeats."),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1, help="Tokens to generate per repeat."),
@@ -69,11 +69,14 @@ def run(
 
         resolve_region(prof.carbon.region)
 
-    from greenbench.meters import select
+    if prof.run.backend in profile_mod.SIMULATED_BACKENDS:
+        meters, warnings = [], []  # the simulated session brings its own (simulated) meters
+    else:
+        from greenbench.meters import select
 
-    meters, warnings = select(list(prof.run.meters) if prof.run.meters else None)
-    for w in warnings:
-        render.warn(w)
+        meters, warnings = select(list(prof.run.meters) if prof.run.meters else None)
+        for w in warnings:
+            render.warn(w)
 
     total = prof.run.warmup + prof.run.repeats
     try:
