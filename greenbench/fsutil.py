@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from greenbench.errors import GreenbenchError
+from greenbench.errors import GreenbenchError, StoreError
 
 
 @contextmanager
@@ -110,3 +110,22 @@ def default_store_dir(option: str | os.PathLike | None = None) -> Path:
     if env:
         return Path(env)
     return data_dir() / "store"
+
+
+def read_up_to(fh: BinaryIO, n: int, name: str) -> bytes:
+    """Read ``n`` bytes from ``fh``, fewer only at end of file (short reads are retried).
+
+    Raises:
+        StoreError: the read failed (names ``name``).
+    """
+    parts, want = [], n
+    try:
+        while want:
+            part = fh.read(want)
+            if not part:
+                break
+            parts.append(part)
+            want -= len(part)
+    except OSError as exc:
+        raise StoreError(f"cannot read {name}: {exc.strerror or exc}") from None
+    return parts[0] if len(parts) == 1 else b"".join(parts)

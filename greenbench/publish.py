@@ -21,7 +21,7 @@ import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from greenbench.errors import GreenbenchError, VerificationError
 
@@ -298,6 +298,26 @@ def publish_file(
     return outcome
 
 
+def verify_entries(rows: Iterable[dict], get_block, trust: set[str] | None = None) -> tuple[list[dict], list[dict]]:
+    """Fetch each indexed row's envelope block with ``get_block(cid)`` (which checks the bytes against the
+    CID) and verify its signature; returns ``(entries, skipped)`` as :func:`load_verified_results`."""
+    from greenbench import signing
+    from greenbench.store import dagjson
+
+    entries: list[dict] = []
+    skipped: list[dict] = []
+    for row in rows:
+        cid = row.get("cid")
+        try:
+            env = dagjson.decode(get_block(cid))
+            v = signing.verify_envelope(env, trust)
+        except GreenbenchError as exc:
+            skipped.append({"cid": cid, "reason": exc.message})
+            continue
+        entries.append({"cid": str(cid), "signer": v.signer, "result": v.result})
+    return entries, skipped
+
+
 def load_verified_results(store, trust: set[str] | None = None, **filters: Any) -> tuple[list[dict], list[dict]]:
     """The indexed results of ``store`` whose block and signature still verify.
 
@@ -313,18 +333,4 @@ def load_verified_results(store, trust: set[str] | None = None, **filters: Any) 
         ``(entries, skipped)``: entries are ``{"cid", "signer", "result"}`` (the shape
         ``greenbench.leaderboard.build_rows`` takes); skipped are ``{"cid", "reason"}``.
     """
-    from greenbench import signing
-    from greenbench.store import dagjson
-
-    entries: list[dict] = []
-    skipped: list[dict] = []
-    for row in store.query_results(**filters):
-        cid = row["cid"]
-        try:
-            env = dagjson.decode(store.get_block(cid))
-            v = signing.verify_envelope(env, trust)
-        except GreenbenchError as exc:
-            skipped.append({"cid": cid, "reason": exc.message})
-            continue
-        entries.append({"cid": cid, "signer": v.signer, "result": v.result})
-    return entries, skipped
+    return verify_entries(store.query_results(**filters), store.get_block, trust)

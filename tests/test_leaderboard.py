@@ -63,3 +63,21 @@ def test_cli_ranks_published_results(tmp_path):
     assert "J/token" in html.read_text()
     res = runner.invoke(app, ["leaderboard", "--store", str(store), "--method", "watts"])
     assert res.exit_code == 2 and "Traceback" not in res.output
+
+
+def test_cli_reads_a_server_and_verifies_locally(tmp_path):
+    from greenbench.store.http import BackgroundServer, ServerConfig, create_app
+
+    runner = CliRunner()
+    server_store = tmp_path / "server-store"
+    d = copy.deepcopy(minimal_doc())
+    f = tmp_path / "r.json"
+    f.write_text(json.dumps(d))
+    with BackgroundServer(create_app(ServerConfig(store_dir=server_store))) as srv:
+        res = runner.invoke(app, ["publish", str(f), "--to", srv.url, "--store", str(tmp_path / "local")])
+        assert res.exit_code == 0, res.output
+        res = runner.invoke(app, ["leaderboard", "--from", srv.url, "--json"])
+        assert res.exit_code == 0, res.output
+        rows = json.loads(res.stdout)["rows"]
+        assert len(rows) == 1 and rows[0]["j_per_token"] == d["metrics"]["decode"]["j_per_token"]
+        assert rows[0]["signer"].startswith("did:key:z6Mk")

@@ -12,27 +12,6 @@ def register(app: typer.Typer) -> None:
     app.command("leaderboard")(leaderboard)
 
 
-def _entries_from_server(url: str, trust):
-    """Fetch every indexed result from a server, checking each block against its CID and its signature here."""
-    from greenbench import signing
-    from greenbench.errors import GreenbenchError
-    from greenbench.store import dagjson
-    from greenbench.store.remote import ServerClient
-
-    client = ServerClient(url)
-    entries, skipped = [], []
-    for row in client.results():
-        cid = row.get("cid")
-        try:
-            env = dagjson.decode(client.get_block(cid))
-            v = signing.verify_envelope(env, trust)
-        except GreenbenchError as exc:
-            skipped.append({"cid": cid, "reason": exc.message})
-            continue
-        entries.append({"cid": str(cid), "signer": v.signer, "result": v.result})
-    return entries, skipped
-
-
 def _short(text: str | None, prefix: str = "") -> str:
     if not text:
         return "-"
@@ -61,10 +40,14 @@ def leaderboard(
         from greenbench.signing import read_trust_file
 
         trusted = read_trust_file(trust)
+    from greenbench.publish import load_verified_results, verify_entries
+
     if from_url:
-        entries, skipped = _entries_from_server(from_url, trusted)
+        from greenbench.store.remote import ServerClient
+
+        client = ServerClient(from_url)  # blocks are checked against their CIDs here, signatures below
+        entries, skipped = verify_entries(client.results(), client.get_block, trusted)
     else:
-        from greenbench.publish import load_verified_results
         from greenbench.store.local import open_store
 
         entries, skipped = load_verified_results(open_store(store), trusted)

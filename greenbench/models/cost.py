@@ -47,6 +47,11 @@ def decode_cost(cfg: LlamaConfig, context_tokens: int, batch_size: int = 1) -> d
     weight_bytes = L * layer_bytes + _matrix_bytes(H, V, cfg.dtype, bs) + H * b_act
     kv_bytes = b_act * 2 * L * kvH * hd * (T + 1)
     params = L * (H * hd * (nH + 2 * kvH) + nH * hd * H + 3 * H * F + 2 * H) + 2 * V * H + H
+    return _cost(params, macs, weight_bytes, kv_bytes, T, batch_size, "analytic")
+
+
+def _cost(params, macs, weight_bytes, kv_bytes, context_tokens: int, batch_size: int, method: str) -> dict:
+    """The cost dict: weight reads are shared by the batch's rows, KV reads are per row."""
     return {
         "params": int(params),
         "macs_per_token": float(macs),
@@ -54,9 +59,9 @@ def decode_cost(cfg: LlamaConfig, context_tokens: int, batch_size: int = 1) -> d
         "bytes_per_token": float(weight_bytes / batch_size + kv_bytes),
         "weight_bytes_per_step": float(weight_bytes),
         "kv_bytes_per_token": float(kv_bytes),
-        "context_tokens": T,
+        "context_tokens": int(context_tokens),
         "batch_size": int(batch_size),
-        "method": "analytic",
+        "method": method,
         "citation": CITATION,
     }
 
@@ -116,18 +121,7 @@ def graph_cost(
     T = int(context_tokens)
     macs += layers * 2 * heads * head_dim * T
     kv_bytes = kv_itemsize * 2 * layers * kv_heads * head_dim * (T + 1)
-    return {
-        "params": int(params),
-        "macs_per_token": float(macs),
-        "flops_per_token": float(2 * macs),
-        "bytes_per_token": float(weight_bytes / batch_size + kv_bytes),
-        "weight_bytes_per_step": float(weight_bytes),
-        "kv_bytes_per_token": float(kv_bytes),
-        "context_tokens": T,
-        "batch_size": int(batch_size),
-        "method": "counted-from-graph",
-        "citation": CITATION,
-    }
+    return _cost(params, macs, weight_bytes, kv_bytes, T, batch_size, "counted-from-graph")
 
 
 def roofline(cost: dict, tokens_per_s: float, bandwidth_bytes_per_s: float) -> float:

@@ -26,6 +26,7 @@ from typing import BinaryIO
 import numpy as np
 
 from greenbench.errors import StoreError
+from greenbench.fsutil import read_up_to
 from greenbench.store.cid import CID, FIL_COMMITMENT_UNSEALED, SHA2_256_TRUNC254_PADDED
 
 __all__ = ["commp", "commp_bytes", "padded_piece_size", "fr32_pad"]
@@ -129,23 +130,11 @@ def commp_bytes(data: bytes) -> tuple[CID, int]:
     return commp(data)
 
 
-def _read(fh: BinaryIO, n: int, name: str) -> bytes:
-    parts, want = [], n
-    try:
-        while want:
-            part = fh.read(want)
-            if not part:
-                break
-            parts.append(part)
-            want -= len(part)
-    except OSError as exc:
-        raise StoreError(f"cannot read {name}: {exc.strerror or exc}") from None
-    return b"".join(parts)
 
 
 def _commp_stream(fh: BinaryIO, name: str, batch_level: int = _BATCH_LEVEL) -> tuple[CID, int]:
     batch_payload = (1 << batch_level) * NODE * 127 // 128
-    first = _read(fh, batch_payload, name)
+    first = read_up_to(fh, batch_payload, name)
     if not first:
         raise StoreError(f"{name} is empty: an empty payload has no piece commitment", "pass a non-empty file")
     if len(first) < batch_payload:
@@ -165,7 +154,7 @@ def _commp_stream(fh: BinaryIO, name: str, batch_level: int = _BATCH_LEVEL) -> t
             root = _parent(left + root)
             level += 1
         stack.append((level, root))
-        chunk = _read(fh, batch_payload, name)
+        chunk = read_up_to(fh, batch_payload, name)
     padded = padded_piece_size(total)
     top = (padded // NODE).bit_length() - 1
     # Fold the stack from the right, filling each gap with all-zero subtrees.

@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Iterator
 
 from greenbench.errors import StoreError, VerificationError
-from greenbench.fsutil import atomic_open, default_store_dir
+from greenbench.fsutil import atomic_open, default_store_dir, read_up_to
 from greenbench.store import dagcbor, dagjson, dagpb
 from greenbench.store import multiformats as mf
 from greenbench.store.car import CarReader, write_car
@@ -136,6 +136,17 @@ def _os_error(exc: OSError, what: str, path: Path) -> StoreError:
         f"cannot {what} {path}: {exc.strerror or exc}",
         "pass --store DIR with a directory you can write to (or set GREENBENCH_STORE)",
     )
+
+
+#: query_results filter -> (SQL clause with one parameter, how the value is converted).
+_RESULT_FILTERS: dict[str, tuple[str, Any]] = {
+    **{k: (f"{k} = ?", str) for k in ("cid", "signer", "profile", "backend", "cpu_model")},
+    "gpu_model": ("EXISTS (SELECT 1 FROM json_each(results.gpu_models) WHERE json_each.value = ?)", str),
+    "created_after": ("created >= ?", str),
+    "created_before": ("created <= ?", str),
+    "max_j_per_token": ("j_per_token <= ?", float),
+    "min_tokens_per_s": ("tokens_per_s >= ?", float),
+}
 
 
 class _Batch:
@@ -423,18 +434,7 @@ class LocalStore:
         return self._put_stream(source, getattr(source, "name", "<stream>"))
 
     def _read_chunk(self, fh: BinaryIO, name: str) -> bytes:
-        try:
-            parts = []
-            want = CHUNK_SIZE
-            while want:
-                part = fh.read(want)
-                if not part:
-                    break
-                parts.append(part)
-                want -= len(part)
-        except OSError as exc:
-            raise StoreError(f"cannot read {name}: {exc.strerror or exc}") from None
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        return read_up_to(fh, CHUNK_SIZE, name)
 
     def _put_stream(self, fh: BinaryIO, name: str) -> CID:
         regular = _regular_file(fh)
@@ -734,30 +734,14 @@ class LocalStore:
         for key, value in filters.items():
             if value is None:
                 continue
-            if key in ("cid", "signer", "profile", "backend", "cpu_model"):
-                where.append(f"{key} = ?")
-                args.append(str(value))
-            elif key == "gpu_model":
-                where.append("EXISTS (SELECT 1 FROM json_each(results.gpu_models) WHERE json_each.value = ?)")
-                args.append(str(value))
-            elif key == "created_after":
-                where.append("created >= ?")
-                args.append(str(value))
-            elif key == "created_before":
-                where.append("created <= ?")
-                args.append(str(value))
-            elif key == "max_j_per_token":
-                where.append("j_per_token <= ?")
-                args.append(float(value))
-            elif key == "min_tokens_per_s":
-                where.append("tokens_per_s >= ?")
-                args.append(float(value))
-            else:
+            if key not in _RESULT_FILTERS:
                 raise StoreError(
                     f"unknown result filter {key!r}",
-                    "use cid, signer, profile, backend, cpu_model, gpu_model, created_after, created_before, "
-                    "max_j_per_token, min_tokens_per_s, order_by, limit",
+                    f"use {', '.join(_RESULT_FILTERS)}, order_by, limit",
                 )
+            clause, cast = _RESULT_FILTERS[key]
+            where.append(clause)
+            args.append(cast(value))
         desc = order_by.startswith("-")
         column = order_by.lstrip("-")
         if column not in ("created", "j_per_token", "tokens_per_s", "profile", "cid"):
