@@ -304,3 +304,46 @@ def test_crash_mid_write_leaves_no_partial_block(tmp_path, mode):
         assert path.is_dir() or not path.name.endswith(".tmp")
     st.clean_tmp(older_than_s=0)
     assert list((root / "tmp").iterdir()) == []
+
+
+def _big_file(tmp_path, size=3 * 1024 * 1024 + 123):
+    import os as _os
+
+    data = _os.urandom(size)
+    f = tmp_path / "big.bin"
+    f.write_bytes(data)
+    return f, data
+
+
+def test_large_chunks_round_trip_with_direct_io(tmp_path):
+    from greenbench.store.local import LocalStore
+
+    f, data = _big_file(tmp_path)
+    store = LocalStore(tmp_path / "s")
+    root = store.put_file(f)
+    assert b"".join(store.cat(root)) == data
+    assert not list((tmp_path / "s" / "tmp").iterdir())  # no temporary files left behind
+
+
+def test_direct_io_refused_falls_back_to_buffered(tmp_path, monkeypatch):
+    import errno as _errno
+    import os as _os
+
+    from greenbench.store import local as local_mod
+
+    real_open = _os.open
+    calls = {"direct": 0}
+
+    def refusing_open(path, flags, *a, **k):
+        if local_mod._O_DIRECT and flags & local_mod._O_DIRECT:
+            calls["direct"] += 1
+            raise OSError(_errno.EINVAL, "O_DIRECT not supported here")
+        return real_open(path, flags, *a, **k)
+
+    monkeypatch.setattr(local_mod.os, "open", refusing_open)
+    f, data = _big_file(tmp_path)
+    store = local_mod.LocalStore(tmp_path / "s", workers=1)
+    root = store.put_file(f)
+    assert b"".join(store.cat(root)) == data
+    assert calls["direct"] <= 1  # refused once, then the store stays on buffered writes
+    assert store._direct_ok is False

@@ -28,6 +28,9 @@ Guarantees:
       crash mid-write never leaves a visible partial block. Single writes fsync the file and the shard
       directory; batches (chunked files, CAR imports) write every temporary file, make them durable
       together (``syncfs`` where available, else one fsync per file), rename them, and sync again.
+      Large aligned chunks are written with O_DIRECT where the filesystem allows it (past the page
+      cache, which on some hosts costs several times the hashing), read into and written from one
+      page-aligned buffer per worker thread; the durability steps are the same.
     * Every read re-hashes the block: :meth:`LocalStore.get_block` raises :class:`VerificationError`
       (exit 1) for a corrupted block instead of returning its bytes.
     * Bytes that do not match their CID are never stored: :meth:`LocalStore.put_verified` raises
@@ -40,12 +43,14 @@ Guarantees:
 from __future__ import annotations
 
 import ctypes
+import errno
 import hashlib
 import io
 import json
 import os
 import sqlite3
 import tempfile
+import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -138,6 +143,10 @@ def _os_error(exc: OSError, what: str, path: Path) -> StoreError:
     )
 
 
+_O_DIRECT = getattr(os, "O_DIRECT", 0)
+_DIRECT_ALIGN = 4096  # O_DIRECT wants sizes (and buffers) aligned to the logical block size; 4 KiB covers all
+_DIRECT_MIN = 256 * 1024  # below this the page cache is as fast, and small blocks are common
+
 #: query_results filter -> (SQL clause with one parameter, how the value is converted).
 _RESULT_FILTERS: dict[str, tuple[str, Any]] = {
     **{k: (f"{k} = ?", str) for k in ("cid", "signer", "profile", "backend", "cpu_model")},
@@ -198,7 +207,7 @@ class LocalStore:
 
     Args:
         root: the store directory; created on the first write.
-        workers: threads that hash and write chunks of large files (default: CPU count, at most 4).
+        workers: threads that hash and write chunks of large files (default: two per CPU, at most 8).
     """
 
     def __init__(self, root: str | os.PathLike, workers: int | None = None):
@@ -206,7 +215,10 @@ class LocalStore:
         self.blocks_dir = self.root / "blocks"
         self.tmp_dir = self.root / "tmp"
         self.index_path = self.root / "index.sqlite"
-        self.workers = workers or max(1, min(4, os.cpu_count() or 1))
+        # Two per CPU: with O_DIRECT a worker waits on the device while another hashes.
+        self.workers = workers or min(8, 2 * (os.cpu_count() or 1))
+        self._thread_local = threading.local()
+        self._direct_ok = bool(_O_DIRECT) and os.environ.get("GREENBENCH_STORE_NO_DIRECT") != "1"
         self._ready = False
         self._index_ready = False
         self._check_marker()
@@ -262,6 +274,10 @@ class LocalStore:
             return False
 
     def _write_temp(self, data: bytes | memoryview, fsync: bool) -> str:
+        if len(data) >= _DIRECT_MIN and len(data) % _DIRECT_ALIGN == 0 and self._direct_ok:
+            tmp = self._write_temp_direct(data, fsync)
+            if tmp is not None:
+                return tmp
         fd, tmp = tempfile.mkstemp(prefix="blk-", suffix=".tmp", dir=self.tmp_dir)
         try:
             _write_all(fd, data)
@@ -274,6 +290,59 @@ class LocalStore:
             raise
         os.close(fd)
         return tmp
+
+    def _aligned_buffer(self, size: int = CHUNK_SIZE):
+        """This thread's page-aligned buffer (an anonymous mmap) of at least ``size`` bytes."""
+        import mmap
+
+        local = self._thread_local
+        buf = getattr(local, "buf", None)
+        if buf is None or len(buf) < size:
+            buf = local.buf = mmap.mmap(-1, max(size, CHUNK_SIZE))
+        return buf
+
+    def _write_temp_direct(self, data: bytes | memoryview, fsync: bool) -> str | None:
+        """Write a large, block-aligned chunk with O_DIRECT, past the page cache.
+
+        On some hosts (this project's VMs among them) buffered writes of large files cost several times
+        more than hashing them, while O_DIRECT writes run at the device's speed
+        (tests/benchmarks/bench_store.py). The copy into a page-aligned buffer (O_DIRECT needs one) is
+        cheap beside that. Returns None where the filesystem refuses O_DIRECT (tmpfs on older kernels,
+        some network filesystems), and the store then stays on buffered writes. Durability is unchanged:
+        the caller still fsyncs (or syncfs) before any rename.
+        """
+        buf = self._aligned_buffer(len(data))
+        if not (isinstance(data, memoryview) and data.obj is buf):
+            buf[: len(data)] = data
+        name = os.path.join(self.tmp_dir, f"blk-{os.urandom(8).hex()}.tmp")
+        try:
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_DIRECT, 0o644)
+        except OSError as exc:
+            if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP):
+                self._direct_ok = False
+                return None
+            raise
+        done = False
+        try:
+            with memoryview(buf)[: len(data)] as view:
+                try:
+                    _write_all(fd, view)
+                except OSError as exc:
+                    if exc.errno != errno.EINVAL:
+                        raise
+                    self._direct_ok = False  # alignment refused: buffered writes from now on
+                    return None
+            if fsync:
+                os.fsync(fd)
+            done = True
+            return name
+        finally:
+            os.close(fd)
+            if not done:
+                try:
+                    os.unlink(name)
+                except OSError:
+                    pass
 
     def _sync_all(self, temps: list[str]) -> None:
         if _syncfs is not None:
@@ -459,15 +528,18 @@ class LocalStore:
     def _put_regular(self, fd: int, start: int, size: int, name: str) -> CID:
         """Chunk a regular file: each worker preads, hashes and writes its own chunk."""
 
-        def read_at(offset: int) -> bytes:
+        def read_at(offset: int) -> memoryview:
+            # Read straight into this worker's page-aligned buffer: hashed there and, with O_DIRECT,
+            # written from there, so the chunk is never copied in user space.
             want = min(CHUNK_SIZE, start + size - offset)
+            view = memoryview(self._aligned_buffer())[:want]
             try:
-                data = os.pread(fd, want, offset)
+                got = os.preadv(fd, [view], offset)
             except OSError as exc:
                 raise StoreError(f"cannot read {name}: {exc.strerror or exc}") from None
-            if len(data) != want:
+            if got != want:
                 raise StoreError(f"{name} changed while it was being stored (shorter than {size} bytes)")
-            return data
+            return view
 
         return self._put_chunks(range(start, start + size, CHUNK_SIZE), name, read_at)
 
