@@ -3,7 +3,7 @@
 Run:  python tests/benchmarks/bench_store.py [--size-mib 256] [--blocks 100000] [--dir DIR]
 
 Prints, from one run:
-  1. put_file of an N MiB file (chunked into 1 MiB raw blocks, every block fsynced, renamed, shard
+  1. put_file of an N MiB file (chunked into 1 MiB raw blocks, written (O_DIRECT where allowed), made durable, renamed, shard
      dirs synced) against hashlib.sha256 streamed over the same file in 1 MiB reads; the ratio is
      hashlib time / put time (>= 0.7 is the target). Measured on the --dir filesystem and, when
      present, on /dev/shm (tmpfs: the same code without the disk), plus a second put of the same
