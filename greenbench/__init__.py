@@ -13,7 +13,7 @@ __all__ = ["__version__", "measure"]
 def __getattr__(name: str):
     # Lazy: `import greenbench` must stay cheap so that `greenbench --help` starts fast.
     if name == "measure":
-        from greenbench.measure import measure
+        from greenbench.measurement import measure
 
         return measure
     raise AttributeError(f"module 'greenbench' has no attribute {name!r}")

@@ -193,3 +193,10 @@ def test_ctrl_c_is_forwarded_and_partial_is_reported(tmp_path):
     assert doc["partial"] is True
     assert doc["exit_code"] == 130 == p.returncode  # the child died of SIGINT: 128 + 2
     assert "greenbench/" not in err  # the child may print its own KeyboardInterrupt traceback; greenbench none
+
+
+def test_measure_stays_the_function_after_the_cli_is_imported():
+    import greenbench.cli  # noqa: F401  (imports greenbench.measurement through the measure command)
+    import greenbench.measurement
+
+    assert greenbench.measure is greenbench.measurement.measure

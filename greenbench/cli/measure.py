@@ -38,7 +38,7 @@ def measure(
     """
     import sys
 
-    from greenbench.measure import run_command
+    from greenbench.measurement import run_command
 
     child_stdout = None
     if json_out:

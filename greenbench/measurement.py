@@ -25,7 +25,6 @@ import signal
 import subprocess
 import sys
 import threading
-import types
 import time
 from typing import IO, Sequence, Union
 
@@ -299,16 +298,3 @@ def _terminal_delivered(proc: subprocess.Popen) -> bool:
         except (AttributeError, OSError, ValueError):
             continue
     return False
-
-
-class _CallableModule(types.ModuleType):
-    """``greenbench.measure`` is both this module and the function: once the submodule is imported
-    (e.g. by the CLI), the import system binds the *module* to ``greenbench.measure``, shadowing the
-    package's lazy attribute. Making the module callable keeps ``greenbench.measure(...)`` working
-    either way."""
-
-    def __call__(self, *args, **kwargs) -> Measurement:
-        return measure(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
