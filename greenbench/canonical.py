@@ -25,7 +25,10 @@ def canonical_bytes(value: Any) -> bytes:
         ValueError: NaN/infinity, a non-string key, or an unsupported type.
     """
     parts: list[str] = []
-    _encode(value, parts)
+    try:
+        _encode(value, parts)
+    except RecursionError:
+        raise ValueError("document nested too deeply to encode") from None
     return "".join(parts).encode("utf-8")
 
 
@@ -89,7 +92,10 @@ def format_number(x: int | float) -> str:
     if isinstance(x, int):
         if abs(x) <= 2**53:
             return str(x)
-        x = float(x)
+        try:
+            x = float(x)
+        except OverflowError:
+            raise ValueError(f"integer {str(x)[:20]}... is beyond the range of a JSON number (IEEE double)") from None
     if math.isnan(x) or math.isinf(x):
         raise ValueError(f"{x} is not a JSON number (NaN and infinities are rejected)")
     if x == 0:

@@ -79,14 +79,21 @@ class PublishOutcome:
 
 
 def normalize_envelope(env: dict) -> dict:
-    """The signed fields of a DSSE envelope only, so one signed result has one CID."""
+    """The signed fields of a DSSE envelope only, base64 respelled canonically (standard alphabet,
+    padded), so one signed result has one CID however its producer spelled the base64.
+
+    Raises:
+        ValueError: payload or a sig is not base64 (verify the envelope first).
+    """
+    from greenbench.signing import _b64, b64decode
+
     sigs = []
     for s in env["signatures"]:
-        entry = {"sig": s["sig"]}
+        entry = {"sig": _b64(b64decode(s["sig"]))}
         if "keyid" in s:
             entry["keyid"] = s["keyid"]
         sigs.append(entry)
-    return {"payload": env["payload"], "payloadType": env["payloadType"], "signatures": sigs}
+    return {"payload": _b64(b64decode(env["payload"])), "payloadType": env["payloadType"], "signatures": sigs}
 
 
 def envelope_block(env: dict):
@@ -306,15 +313,23 @@ def verify_entries(rows: Iterable[dict], get_block, trust: set[str] | None = Non
 
     entries: list[dict] = []
     skipped: list[dict] = []
+    seen: set[tuple[str, str]] = set()
     for row in rows:
-        cid = row.get("cid")
+        cid = row.get("cid") if isinstance(row, dict) else None
+        if not isinstance(cid, str):
+            skipped.append({"cid": None, "reason": f"index row without a CID: {str(row)[:80]}"})
+            continue
         try:
             env = dagjson.decode(get_block(cid))
             v = signing.verify_envelope(env, trust)
         except GreenbenchError as exc:
             skipped.append({"cid": cid, "reason": exc.message})
             continue
-        entries.append({"cid": str(cid), "signer": v.signer, "result": v.result})
+        if (v.signer, v.sha256) in seen:  # the same signed result stored again (e.g. respelled base64)
+            skipped.append({"cid": cid, "reason": "duplicate of a result already listed"})
+            continue
+        seen.add((v.signer, v.sha256))
+        entries.append({"cid": cid, "signer": v.signer, "result": v.result})
     return entries, skipped
 
 

@@ -74,6 +74,10 @@ KEY_FILE = "ed25519.pem"
 
 _ED25519_PUB_PREFIX = b"\xed\x01"  # unsigned-varint of multicodec 0xed (ed25519-pub)
 _DID_PREFIX = "did:key:"
+#: base58btc of 0xed01 + 32 key bytes is at most 48 characters; anything longer is rejected undecoded.
+_DID_BODY_MAX = 50
+#: signatures verified per envelope at most (each is an Ed25519 verification).
+MAX_SIGNATURES = 16
 _B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _B58_INDEX = {c: i for i, c in enumerate(_B58)}
 
@@ -254,8 +258,11 @@ def public_key_from_did(did: str) -> "Ed25519PublicKey":
             f"{did!r} is not an Ed25519 did:key",
             "a signer id looks like did:key:z6Mk… (see `greenbench keys show`)",
         )
+    body = did[len(_DID_PREFIX) + 1 :]
+    if len(body) > _DID_BODY_MAX:  # checked before decoding: base58 decoding is quadratic in length
+        raise GreenbenchError(f"{did[:40]!r}... is too long for an Ed25519 did:key")
     try:
-        decoded = _b58decode(did[len(_DID_PREFIX) + 1 :])
+        decoded = _b58decode(body)
     except ValueError as exc:
         raise GreenbenchError(f"{did!r} is not a valid did:key: {exc}") from None
     if not decoded.startswith(_ED25519_PUB_PREFIX) or len(decoded) != 34:
@@ -452,7 +459,10 @@ def _bad_constant(name: str) -> Any:
 
 
 def _loads_strict(data: bytes | str) -> Any:
-    return json.loads(data, object_pairs_hook=_strict_pairs, parse_constant=_bad_constant)
+    try:
+        return json.loads(data, object_pairs_hook=_strict_pairs, parse_constant=_bad_constant)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def verify_envelope(env: Any, trust: set[str] | frozenset[str] | None = None) -> Verified:
@@ -481,6 +491,8 @@ def verify_envelope(env: Any, trust: set[str] | frozenset[str] | None = None) ->
     sigs = env["signatures"]
     if not isinstance(sigs, list) or not sigs:
         raise VerificationError("the envelope has no signatures")
+    if len(sigs) > MAX_SIGNATURES:
+        raise VerificationError(f"the envelope has {len(sigs)} signatures; at most {MAX_SIGNATURES} are checked")
     message = pae(ptype, payload)
     signers: list[str] = []
     for i, entry in enumerate(sigs):

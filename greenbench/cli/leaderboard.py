@@ -51,7 +51,7 @@ def leaderboard(
         from greenbench.store.local import open_store
 
         entries, skipped = load_verified_results(open_store(store), trusted)
-    rows = lb.build_rows(entries, method=method, profile=profile)
+    rows = lb.build_rows(entries, method=method, profile=profile, skipped=skipped)
     if html:
         from greenbench.fsutil import atomic_write_bytes
 

@@ -30,6 +30,9 @@ def serve_cmd(
     max_block_mib: float = typer.Option(
         1.0625, "--max-block-mib", min=0.001, help="Largest accepted block/put body, MiB (blocks are at most 1 MiB)."
     ),
+    open_writes: bool = typer.Option(
+        False, "--open-writes", help="Allow a non-loopback --host without a token (anyone who reaches it may write)."
+    ),
 ) -> None:
     """Serve the store over HTTP: GET /ipfs/{cid}?format=raw|car, POST /api/v1/results, Kubo-style uploads."""
     import socket
@@ -39,6 +42,11 @@ def serve_cmd(
     from greenbench.store.http import MiB, ServerConfig, create_app, read_token
 
     token = read_token(token_file)
+    if host not in _LOOPBACK and token is None and not open_writes:
+        raise GreenbenchError(
+            f"refusing to serve on {host} with open writes: anyone who can reach it could upload blocks and results",
+            "set a token (--token-file FILE or GREENBENCH_SERVER_TOKEN), or pass --open-writes if that is intended",
+        )
     trusted = signing.read_trust_file(trust) if trust is not None else None
     config = ServerConfig(
         store_dir=store,

@@ -9,6 +9,8 @@ beside its number, so an estimate is never read as a measurement; ``method=`` fi
 
 from __future__ import annotations
 
+import math
+
 from greenbench.results import get_path
 
 
@@ -18,8 +20,33 @@ def _primary(doc: dict) -> tuple[str, float | None]:
     return "decode.j_per_token", get_path(doc, "metrics.decode.j_per_token", None)
 
 
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _malformed(doc: dict) -> str | None:
+    """Why a (validly signed) result cannot be ranked, or None. Signed is not the same as well-formed."""
+    if not isinstance(doc, dict):
+        return "the result is not a JSON object"
+    _, value = _primary(doc)
+    if value is not None and (not _number(value) or value < 0):
+        return "its joules per token is not a non-negative number"
+    for path in ("metrics.decode.tokens_per_s", "metrics.train.tokens_per_s", "carbon.g_co2e_per_1k_tokens"):
+        v = get_path(doc, path, None)
+        if v is not None and not _number(v):
+            return f"{path} is not a number"
+    for path in ("profile.name", "profile.digest", "energy.method", "backend"):
+        v = get_path(doc, path, None)
+        if v is not None and not isinstance(v, str):
+            return f"{path} is not a string"
+    gpus = get_path(doc, "environment.gpu_models", None)
+    if gpus is not None and not (isinstance(gpus, list) and all(isinstance(g, str) for g in gpus)):
+        return "environment.gpu_models is not a list of names"
+    return None
+
+
 def build_rows(entries: list[dict], *, method: str | None = None, profile: str | None = None,
-               include_partial: bool = False) -> list[dict]:
+               include_partial: bool = False, skipped: list[dict] | None = None) -> list[dict]:
     """Rank verified entries.
 
     Args:
@@ -27,6 +54,7 @@ def build_rows(entries: list[dict], *, method: str | None = None, profile: str |
         method: keep only rows whose ``energy.method`` is this (``counter``, ``estimate``, ``simulated``).
         profile: keep only this profile name.
         include_partial: keep results of interrupted runs (off by default).
+        skipped: if given, malformed results are appended here as ``{"cid", "reason"}``.
 
     Returns:
         rows sorted by group then rank, each a flat JSON-ready dict.
@@ -34,6 +62,11 @@ def build_rows(entries: list[dict], *, method: str | None = None, profile: str |
     rows = []
     for e in entries:
         doc = e["result"]
+        why = _malformed(doc)
+        if why:
+            if skipped is not None:
+                skipped.append({"cid": e.get("cid"), "reason": f"malformed result: {why}"})
+            continue
         if not include_partial and doc.get("partial"):
             continue
         if method and get_path(doc, "energy.method", None) != method:

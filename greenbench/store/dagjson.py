@@ -148,6 +148,8 @@ def decode(data: bytes | bytearray | memoryview) -> Any:
         raise StoreError(f"bad DAG-JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
         raise StoreError("bad DAG-JSON: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer literal longer than Python converts (4300 digits)
+        raise StoreError(f"bad DAG-JSON: {exc}") from None
     return value
 
 

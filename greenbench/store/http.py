@@ -384,16 +384,21 @@ def create_app(config: ServerConfig):
                     f"expected a DSSE envelope as application/json, got {media or 'no content type'}",
                 )
             raw = await _read_all(request, config.max_result_bytes)
-            try:
-                env = signing._loads_strict(raw)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise _HTTPError(400, f"body is not JSON: {exc}") from None
-            try:
-                verified = signing.verify_envelope(env, config.trust)
-            except VerificationError as exc:
-                raise _HTTPError(422, f"envelope does not verify: {exc.message}") from None
-            except GreenbenchError as exc:
-                raise _HTTPError(400, exc.message, exc.hint) from None
+
+            def parse_and_verify():
+                try:
+                    env = signing._loads_strict(raw)
+                except (ValueError, UnicodeDecodeError) as exc:
+                    raise _HTTPError(400, f"body is not JSON: {exc}") from None
+                try:
+                    return env, signing.verify_envelope(env, config.trust)
+                except VerificationError as exc:
+                    raise _HTTPError(422, f"envelope does not verify: {exc.message}") from None
+                except GreenbenchError as exc:
+                    raise _HTTPError(400, exc.message, exc.hint) from None
+
+            # Off the event loop: a large envelope must not stall every other request while it is checked.
+            env, verified = await asyncio.to_thread(parse_and_verify)
             from greenbench.publish import envelope_block
 
             cid, block = envelope_block(env)
@@ -474,7 +479,8 @@ def create_app(config: ServerConfig):
             raise _HTTPError(501, "this greenbench has no leaderboard module") from None
         entries, skipped = load_verified_results(store, config.trust)
         q = request.query_params
-        return build_rows(entries, method=q.get("method") or None, profile=q.get("profile") or None), skipped
+        rows = build_rows(entries, method=q.get("method") or None, profile=q.get("profile") or None, skipped=skipped)
+        return rows, skipped
 
     async def leaderboard_json(request: Request) -> Response:
         try:

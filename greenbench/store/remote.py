@@ -133,5 +133,14 @@ class ServerClient:
         resp = self._request("GET", "/api/v1/results")
         if resp.status_code != 200:
             raise GreenbenchError(f"{self.base} did not list results (HTTP {resp.status_code}): {self._reason(resp)}")
-        doc = resp.json()
-        return list(doc.get("results", [])) if isinstance(doc, dict) else []
+        try:
+            doc = resp.json()
+        except ValueError:
+            raise GreenbenchError(
+                f"{self.base}/api/v1/results did not answer JSON",
+                "point --from at a greenbench server (`greenbench serve`)",
+            ) from None
+        rows = doc.get("results") if isinstance(doc, dict) else None
+        if not isinstance(rows, list):
+            raise GreenbenchError(f"{self.base}/api/v1/results is not a greenbench result index")
+        return rows
