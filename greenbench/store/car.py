@@ -268,22 +268,26 @@ def read_car(source, name: str | None = None) -> tuple[list[CID], Iterator[tuple
     return reader.roots, blocks()
 
 
-def write_car(fileobj: BinaryIO, roots: Iterable[CID], blocks: Iterable[tuple[CID, bytes]]) -> int:
-    """Write a CARv1 to ``fileobj``. Returns the number of bytes written.
+def car_parts(roots: Iterable[CID], blocks: Iterable[tuple[CID, bytes]]) -> Iterator[bytes]:
+    """A CARv1 as a stream of byte strings (header, then each section's prefix and data), so a CAR of any
+    size can be written or served without holding it in memory.
 
-    Blocks are written as given (the caller guarantees they match their CIDs).
+    Blocks are emitted as given (the caller guarantees they match their CIDs).
     """
     header = dagcbor.encode({"roots": list(roots), "version": 1})
-    written = 0
-    head = mf.encode_varint(len(header)) + header
-    fileobj.write(head)
-    written += len(head)
+    yield mf.encode_varint(len(header)) + header
     for cid, data in blocks:
         cid_bytes = cid.to_bytes()
-        prefix = mf.encode_varint(len(cid_bytes) + len(data)) + cid_bytes
-        fileobj.write(prefix)
-        fileobj.write(data)
-        written += len(prefix) + len(data)
+        yield mf.encode_varint(len(cid_bytes) + len(data)) + cid_bytes
+        yield data
+
+
+def write_car(fileobj: BinaryIO, roots: Iterable[CID], blocks: Iterable[tuple[CID, bytes]]) -> int:
+    """Write a CARv1 to ``fileobj``. Returns the number of bytes written."""
+    written = 0
+    for part in car_parts(roots, blocks):
+        fileobj.write(part)
+        written += len(part)
     return written
 
 

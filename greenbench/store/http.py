@@ -358,17 +358,23 @@ def create_app(config: ServerConfig):
             if inm and etag in [t.strip() for t in inm.split(",")]:
                 return Response(status_code=304, headers=headers)
             if fmt == "raw":
-                body = data
                 headers["Content-Disposition"] = f'attachment; filename="{cid}.bin"'
-                media = RAW_TYPE
-            else:
-                body = await asyncio.to_thread(_export_car, store, cid, data)
-                headers["Content-Disposition"] = f'attachment; filename="{cid}.car"'
-                media = f"{CAR_TYPE}; version=1"
-            if request.method == "HEAD":
-                headers["Content-Length"] = str(len(body))
+                if request.method == "HEAD":
+                    headers["Content-Length"] = str(len(data))
+                    return Response(status_code=200, headers=headers, media_type=RAW_TYPE)
+                return Response(data, status_code=200, headers=headers, media_type=RAW_TYPE)
+            headers["Content-Disposition"] = f'attachment; filename="{cid}.car"'
+            media = f"{CAR_TYPE}; version=1"
+            if request.method == "HEAD":  # the CAR's length is known only by walking the DAG: not sent
                 return Response(status_code=200, headers=headers, media_type=media)
-            return Response(body, status_code=200, headers=headers, media_type=media)
+            # Streamed block by block (each re-verified as it is read), never held whole in memory. A block
+            # that goes missing mid-stream ends the response early: the client sees a truncated CAR.
+            from starlette.responses import StreamingResponse
+
+            from greenbench.store.car import car_parts
+
+            blocks = store.walk([cid]) if cid.hash_code != IDENTITY else iter(())
+            return StreamingResponse(car_parts([cid], blocks), status_code=200, headers=headers, media_type=media)
         except _HTTPError as exc:
             return _json_error(exc, kubo=False)
 
@@ -571,13 +577,6 @@ def _get_verified(store, cid):
     if not cid.verify(data):
         raise _HTTPError(500, f"stored block {cid} failed verification and is not served")
     return data
-
-
-def _export_car(store, cid, data) -> bytes:
-    with tempfile.TemporaryDirectory(prefix="greenbench-export-") as tmpdir:
-        out = Path(tmpdir) / "export.car"
-        store.export_car([cid], out)
-        return out.read_bytes()
 
 
 def _put_block(store, data: bytes, codec: str):
