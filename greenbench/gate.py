@@ -11,9 +11,11 @@ With few repeats the test cannot reach significance (5 vs 5 fully separated samp
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 from greenbench import stats
+from greenbench.errors import GreenbenchError
 from greenbench.results import get_path
 
 #: (path of the samples, path of the median, direction): lower is better for energy and latency.
@@ -46,7 +48,17 @@ class Check:
 
 def _samples(doc: dict, metric: str) -> list[float]:
     path = f"metrics.{metric}_samples"
-    vals = get_path(doc, path, None) or []
+    vals = get_path(doc, path, None)
+    if vals is None:
+        return []
+    ok = isinstance(vals, list) and all(
+        v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)) for v in vals
+    )
+    if not ok:
+        raise GreenbenchError(
+            f"{path} must be a list of numbers, got {str(vals)[:60]}",
+            "gate results written by `greenbench run`",
+        )
     return [float(v) for v in vals if v is not None]
 
 
@@ -91,12 +103,25 @@ def compare(base: dict, cand: dict, *, max_regression_pct: float = 5.0, alpha: f
         warnings.append(f"energy methods differ (baseline {mb}, candidate {mc}): energy comparisons mix kinds of numbers")
     if get_path(base, "environment.cpu_model", None) != get_path(cand, "environment.cpu_model", None):
         warnings.append("the results come from different CPUs")
-    training = get_path(base, "workload.kind", None) == "training"
+    kb, kc = get_path(base, "workload.kind", None), get_path(cand, "workload.kind", None)
+    if kb != kc:
+        raise GreenbenchError(
+            f"cannot compare workload kinds {kb!r} and {kc!r}", "gate two results of the same profile"
+        )
+    for label, doc in (("baseline", base), ("candidate", cand)):
+        if doc.get("partial"):
+            warnings.append(f"the {label} is a partial result ({doc.get('partial_reason')}): fewer samples")
+    training = kb == "training"
     checks = [
         compare_metric(base, cand, metric, direction, max_regression_pct, alpha)
         for metric, direction in METRICS
         if metric.startswith("train.") == training
     ]
+    if all(c.verdict == "skipped" for c in checks):
+        raise GreenbenchError(
+            "nothing to compare: no metric has per-repeat samples in both results",
+            "re-run the benchmark to completion (a run interrupted before its first repeat has no samples)",
+        )
     regressions = [c.metric for c in checks if c.verdict == "regression"]
     return {
         "max_regression_pct": max_regression_pct,

@@ -20,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -65,6 +66,10 @@ class Measurement:
         self.region = region
         self.pue = pue
         self.idle_s = float(idle_s)
+        if not (math.isfinite(self.idle_s) and self.idle_s >= 0):
+            raise GreenbenchError(
+                f"idle baseline must be a finite number of seconds >= 0, got {idle_s}", "use --idle 5, or 0 for none"
+            )
         self._requested = meters
         self._sysfs_root = sysfs_root
         self._sampler = sampler
@@ -156,11 +161,9 @@ class Measurement:
     # -- carbon -----------------------------------------------------------------------------
     def _carbon_preflight(self) -> None:
         """Fail on a bad region/PUE before anything runs, not after."""
-        try:
-            from greenbench.carbon import attribute
-        except ImportError:
-            return
-        attribute(0.0, region=self.region, pue=self.pue)
+        from greenbench.carbon import check_settings
+
+        check_settings(self.region, self.pue)
 
     def _carbon(self, total_j: float, tokens, marginal_j, method) -> dict | None:
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import os
 import re
 import sys
@@ -425,12 +426,21 @@ def _check_values(p: Profile, source: str, lines: dict) -> None:
         err("run", "warmup", f"warmup must be >= 0, got {r.warmup}")
     if r.threads is not None and r.threads < 1:
         err("run", "threads", f"threads must be >= 1, got {r.threads}")
-    if r.idle_s < 0:
-        err("run", "idle_s", f"idle_s must be >= 0, got {r.idle_s}")
+    if not (math.isfinite(r.idle_s) and r.idle_s >= 0):
+        err("run", "idle_s", f"idle_s must be a finite number of seconds >= 0, got {r.idle_s}", "use --idle 5, or 0 to disable")
     if r.workload not in WORKLOADS:
         err("run", "workload", f"unknown workload {r.workload!r}", f"valid: {', '.join(WORKLOADS)}")
-    if p.carbon.pue is not None and p.carbon.pue < 1.0:
-        err("carbon", "pue", f"pue must be >= 1.0, got {p.carbon.pue}", "PUE is facility energy / IT energy")
+    if r.workload == "training":
+        t = p.train
+        for key in ("steps", "seq_len", "batch_size"):
+            if getattr(t, key) < 1:
+                err("train", key, f"[train] {key} must be >= 1, got {getattr(t, key)}")
+        if m.kind and t.seq_len > m.max_seq_len:
+            err("train", "seq_len", f"[train] seq_len ({t.seq_len}) exceeds the model's max_seq_len ({m.max_seq_len})")
+        if not (math.isfinite(t.lr) and t.lr > 0):
+            err("train", "lr", f"[train] lr must be a finite number > 0, got {t.lr}")
+    if p.carbon.pue is not None and not (math.isfinite(p.carbon.pue) and p.carbon.pue >= 1.0):
+        err("carbon", "pue", f"pue must be a finite number >= 1.0, got {p.carbon.pue}", "PUE is facility energy / IT energy")
     _check_sim(p.sim, err)
 
 

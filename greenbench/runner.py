@@ -250,8 +250,6 @@ def run_profile(
         status: called with one-line status messages (model building, idle baseline).
         measure_bandwidth: measure memory bandwidth for ``metrics.decode.roofline_fraction``.
     """
-    from greenbench import environment, results
-
     warnings = list(warnings or [])
     say = status or (lambda msg: None)
     if meters is None:
@@ -281,6 +279,20 @@ def run_profile(
         say(f"preparing {profile.name} on {backend.name}")
         session = backend.prepare(profile, progress=say)
         backend_name = backend.name
+
+    try:
+        return _measure_session(
+            profile, session, backend_name, list(meters), warnings, progress, say, measure_bandwidth, training
+        )
+    finally:
+        close = getattr(session, "close", None)
+        if close:
+            close()
+
+
+def _measure_session(profile, session, backend_name, meters, warnings, progress, say, measure_bandwidth, training):
+    """Meter windows around the prepared session's work, then the result document (the caller closes the session)."""
+    from greenbench import environment, results
 
     sim_meters = getattr(session, "energy_meters", None)
     if callable(sim_meters) and sim_meters():
@@ -361,10 +373,14 @@ def run_profile(
                 )
             else:
                 say("measuring memory bandwidth for the roofline")
-                bw = models.memory_bandwidth_bytes_per_s()
-                decode["memory_bandwidth_bytes_per_s"] = bw
-                # tokens/s over all batch rows: bytes_per_token already shares the weight reads across the batch
-                decode["roofline_fraction"] = models.roofline(cost, decode["tokens_per_s"], bw)
+                try:
+                    bw = models.memory_bandwidth_bytes_per_s()
+                except KeyboardInterrupt:  # the repeats are complete: keep them, skip the roofline
+                    decode["roofline_note"] = "not measured: interrupted (Ctrl-C) after the repeats"
+                else:
+                    decode["memory_bandwidth_bytes_per_s"] = bw
+                    # tokens/s over all batch rows: bytes_per_token already shares the weight reads across the batch
+                    decode["roofline_fraction"] = models.roofline(cost, decode["tokens_per_s"], bw)
         metrics["cost"] = cost
         windows = [r.prefill for r in records] + [r.decode for r in records if r.decode is not None]
         completed = len(records)
@@ -399,10 +415,6 @@ def run_profile(
         warmup=profile.run.warmup,
         model=dict(session.describe() or {}),
     )
-    close = getattr(session, "close", None)
-    if close:
-        close()
-
     doc = {
         "schema": results.SCHEMA,
         "created": results.utc_now_iso(),

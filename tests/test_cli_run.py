@@ -98,3 +98,21 @@ def test_run_malformed_profile(tmp_path):
     p.write_text('name = "bad"\n[model]\nkind = "synthetic-llama"\nlayers = "two"\n')
     res = invoke("run", str(p), "--out", str(tmp_path / "o"))
     assert_clean_error(res, 2, f"{p}:4")
+
+
+@pytest.mark.parametrize("env_name,value", [("GREENBENCH_REGION", "NOPE"), ("GREENBENCH_PUE", "0.5")])
+def test_bad_carbon_settings_fail_before_the_benchmark(tmp_path, monkeypatch, env_name, value):
+    monkeypatch.setenv(env_name, value)
+    res = invoke("run", "llama-tiny", "--out", str(tmp_path / "o"))
+    assert_clean_error(res, 2)
+    assert "repeat" not in res.output  # nothing ran
+
+
+def test_meter_option_with_simulated_backend_is_refused(tmp_path):
+    res = invoke("run", "llama-tiny", "--backend", "neuromorphic-sim", "--meter", "estimate", "--out", str(tmp_path))
+    assert_clean_error(res, 2, "--meter")
+
+
+def test_idle_must_be_finite(tmp_path):
+    res = invoke("run", "llama-tiny", "--idle", "inf", "--out", str(tmp_path))
+    assert_clean_error(res, 2, "idle_s")

@@ -71,3 +71,39 @@ def test_cli_exit_codes(tmp_path):
     assert res.exit_code == 0
     res = runner.invoke(app, ["gate", str(b), str(tmp_path / "missing.json")])
     assert res.exit_code == 2 and "Traceback" not in res.output
+
+
+def test_nothing_to_compare_is_exit_2(tmp_path):
+    empty = doc_with([], [])
+    with pytest.raises(Exception, match="nothing to compare"):
+        gate.compare(BASE, empty)
+    b, c = tmp_path / "b.json", tmp_path / "c.json"
+    b.write_text(json.dumps(BASE))
+    c.write_text(json.dumps(empty))
+    res = CliRunner().invoke(app, ["gate", str(b), str(c)])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+
+
+def test_bad_samples_and_mixed_kinds_are_exit_2(tmp_path):
+    bad = doc_with(["x"], [100])
+    train = copy.deepcopy(BASE)
+    train["workload"]["kind"] = "training"
+    for other in (bad, train):
+        b, c = tmp_path / "b.json", tmp_path / "c.json"
+        b.write_text(json.dumps(BASE))
+        c.write_text(json.dumps(other))
+        res = CliRunner().invoke(app, ["gate", str(b), str(c)])
+        assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+
+
+def test_partial_results_are_flagged():
+    cand = copy.deepcopy(BASE)
+    cand["partial"], cand["partial_reason"] = True, "interrupted"
+    assert any("partial" in w for w in gate.compare(BASE, cand)["warnings"])
+
+
+def test_mixed_workload_kinds_refused():
+    train = copy.deepcopy(BASE)
+    train["workload"]["kind"] = "training"
+    with pytest.raises(Exception, match="cannot compare workload kinds 'inference' and 'training'"):
+        gate.compare(BASE, train)

@@ -249,3 +249,25 @@ def test_real_gpu():
     finally:
         m.close()
     assert all(r.joules >= 0 for r in window(m, s0, s1))
+
+
+def test_failed_background_power_sample_fails_the_next_snapshot(fake):
+    import time
+
+    s = Sampler()
+    m = NvmlMeter(sampler=s, power_interval_s=0.01)
+    m.open()
+    try:
+        fake.gpus[1]["power_mw"] = None  # the sampled GPU's reading now fails in the background thread
+        task = s.task(m._task)
+        deadline = time.monotonic() + 2
+        while task.error is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert task.error is not None
+        fake.gpus[1]["power_mw"] = 100_000
+        with pytest.raises(MeterError, match="background NVML power sample failed"):
+            m.snapshot()
+    finally:
+        m.close()
+        s.join()
+    assert fake.inits == 0

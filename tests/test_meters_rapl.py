@@ -215,3 +215,25 @@ def test_amd_style_tree(tmp_path, sampler):
 def test_real_powercap_probe_does_not_crash():
     p = RaplMeter().probe()
     assert p.usable or p.reason
+
+
+def test_failed_background_read_fails_the_next_snapshot(tmp_path):
+    import time
+
+    d = zone(tmp_path, "intel-rapl:0", "package-0", 0, range_uj=1000)
+    s = Sampler()
+    m = RaplMeter(tmp_path, sampler=s, poll_interval_s=0.01)
+    m.open()
+    try:
+        (d / "energy_uj").write_text("garbage\n")  # the background poll now fails
+        task = s.task(m._task)
+        deadline = time.monotonic() + 2
+        while task.error is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert task.error is not None
+        set_uj(d, 10)  # readable again, but a wrap may have been missed meanwhile
+        with pytest.raises(MeterError, match="background RAPL counter read failed"):
+            m.snapshot()
+    finally:
+        m.close()
+        s.join()

@@ -119,3 +119,28 @@ def test_override_validation(tmp_path):
     p = P.load(write(tmp_path, GOOD))
     with pytest.raises(ProfileError, match="exceeds"):
         p.with_overrides(max_new_tokens=10_000)
+
+
+TRAIN = GOOD.replace("[run]\n", '[train]\nsteps = 2\nseq_len = 8\nbatch_size = 1\nlr = 0.01\n[run]\nworkload = "training"\n')
+
+
+@pytest.mark.parametrize(
+    "old,new,needle",
+    [
+        ("batch_size = 1", "batch_size = 0", "batch_size must be >= 1"),
+        ("steps = 2", "steps = 0", "steps must be >= 1"),
+        ("seq_len = 8", "seq_len = 100000", "exceeds the model's max_seq_len"),
+        ("lr = 0.01", "lr = -1.0", "lr must be a finite number > 0"),
+        ("lr = 0.01", "lr = nan", "lr must be a finite number > 0"),
+    ],
+)
+def test_training_settings_validated(tmp_path, old, new, needle):
+    P.load(write(tmp_path, TRAIN))  # the unmodified one is fine
+    with pytest.raises(ProfileError, match=needle):
+        P.load(write(tmp_path, TRAIN.replace(old, new), "bad.toml"))
+
+
+@pytest.mark.parametrize("line,needle", [("pue = nan", "pue must be a finite number"), ("pue = 0.5", "pue must be")])
+def test_pue_validated(tmp_path, line, needle):
+    with pytest.raises(ProfileError, match=needle):
+        P.load(write(tmp_path, GOOD + f"[carbon]\n{line}\n"))

@@ -130,10 +130,10 @@ def test_training_workload_measures_trained_tokens(tmp_path):
 
 
 def test_roofline_only_when_weights_exceed_cache(prof, monkeypatch):
-    from greenbench.models import cost as cost_mod
+    import greenbench.models as models  # the runner calls through the package (whose lazy attributes are cached)
 
-    monkeypatch.setattr(cost_mod, "last_level_cache_bytes", lambda: 32 << 20)
-    monkeypatch.setattr(cost_mod, "memory_bandwidth_bytes_per_s", lambda *a, **k: 2e10)
+    monkeypatch.setattr(models, "last_level_cache_bytes", lambda: 32 << 20, raising=False)
+    monkeypatch.setattr(models, "memory_bandwidth_bytes_per_s", lambda *a, **k: 2e10, raising=False)
     small = run_profile(prof, meters=[StepMeter()], backend=FakeBackend())
     assert small["metrics"]["decode"]["roofline_fraction"] is None
     assert "last-level cache" in small["metrics"]["decode"]["roofline_note"]
@@ -158,3 +158,28 @@ def test_simulated_session_meters_replace_host_meters(prof):
     assert doc["metrics"]["decode"]["j_per_token"] == pytest.approx(0.25 / 4)
     assert not host.opened
     assert any("SIMULATED" in w for w in doc["warnings"])
+
+
+def test_session_closed_when_measuring_fails(prof):
+    class Broken(StepMeter):
+        def snapshot(self):
+            raise RuntimeError("meter died")
+
+    session = FakeSession()
+    with pytest.raises(RuntimeError, match="meter died"):
+        run_profile(prof, meters=[Broken()], backend=FakeBackend(session), measure_bandwidth=False)
+    assert session.closed
+
+
+def test_ctrl_c_during_the_roofline_keeps_the_complete_result(prof, monkeypatch):
+    import greenbench.models as models
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(models, "last_level_cache_bytes", lambda: 1, raising=False)
+    monkeypatch.setattr(models, "memory_bandwidth_bytes_per_s", interrupted, raising=False)
+    doc = run_profile(prof, meters=[StepMeter()], backend=FakeBackend())
+    assert doc["partial"] is False and doc["workload"]["repeats_completed"] == 4
+    assert doc["metrics"]["decode"]["roofline_fraction"] is None
+    assert "interrupted" in doc["metrics"]["decode"]["roofline_note"]

@@ -477,3 +477,13 @@ def attribute_result(
         )
     block["tokens_basis"] = tokens_basis
     return block
+
+
+def check_settings(region: str | None = None, pue: float | None = None) -> None:
+    """Resolve region and PUE exactly as :func:`attribute` will (arguments, environment, config), so a
+    bad setting fails before a benchmark runs rather than after it.
+
+    Raises:
+        GreenbenchError: an unknown region or an invalid PUE, from wherever it was configured.
+    """
+    attribute(0.0, region=region, pue=pue)

@@ -64,12 +64,16 @@ def run(
         threads=threads,
     )
     _check_out_dir(out)
-    if prof.carbon.region is not None:  # bad region: fail now, not after the benchmark
-        from greenbench.carbon import resolve_region
+    from greenbench.carbon import check_settings
 
-        resolve_region(prof.carbon.region)
+    check_settings(prof.carbon.region, prof.carbon.pue)  # a bad region or PUE fails now, not after the benchmark
 
     if prof.run.backend in profile_mod.SIMULATED_BACKENDS:
+        if meter:
+            raise GreenbenchError(
+                f"--meter does not apply to the simulated backend {prof.run.backend}: its energy comes from its cost model",
+                "drop --meter, or use --backend cpu/cuda to measure real hardware",
+            )
         meters, warnings = [], []  # the simulated session brings its own (simulated) meters
     else:
         from greenbench.meters import select

@@ -289,6 +289,12 @@ class NvmlMeter:
         nvml = self._nvml
         if nvml is None:
             raise RuntimeError("NvmlMeter.snapshot() before open()")
+        task = (self._sampler or shared_sampler()).task(self._task) if self._task is not None else None
+        if task is not None and task.error is not None:  # sampled energy has a gap: not trustworthy
+            raise MeterError(
+                f"a background NVML power sample failed: {task.error}",
+                "check nvidia-smi; the GPU may have fallen off the bus",
+            )
         try:
             self._sample_power()
             with self._lock:
@@ -307,7 +313,8 @@ class NvmlMeter:
         if self._task is not None:
             (self._sampler or shared_sampler()).remove(self._task)
             self._task = None
-        nvml, self._nvml = self._nvml, None
+        with self._lock:  # a power sample in flight finishes first; later ones see no NVML and return
+            nvml, self._nvml = self._nvml, None
         if nvml is not None and self._inited:
             self._inited = False
             try:

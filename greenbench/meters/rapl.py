@@ -131,7 +131,6 @@ class RaplMeter:
         self._acc_uj: dict[str, int] = {}
         self._wraps: dict[str, int] = {}
         self._task: int | None = None
-        self._error: BaseException | None = None
 
     # -- discovery ------------------------------------------------------------------------
     def _discover(self) -> list[_Zone]:
@@ -276,7 +275,6 @@ class RaplMeter:
                 reason, hint = reason.split("; fix: ", 1)
             raise MeterError(f"RAPL meter not usable: {reason}", hint)
         with self._lock:
-            self._error = None
             self._acc_uj = {z.domain: 0 for z in self._zones or ()}
             self._wraps = {z.domain: 0 for z in self._zones or ()}
             self._last_uj = {z.domain: _read_int(z.path / "energy_uj") for z in self._zones or ()}
@@ -284,12 +282,8 @@ class RaplMeter:
         self._task = sampler.add(self._poll, self.poll_interval_s(), name="rapl-wrap")
 
     def _poll(self) -> None:
-        try:
-            with self._lock:
-                self._update()
-        except Exception as exc:
-            self._error = exc
-            raise
+        with self._lock:
+            self._update()
 
     def _update(self) -> None:
         for z in self._zones or ():
@@ -304,6 +298,12 @@ class RaplMeter:
     def snapshot(self) -> Snapshot:
         if self._task is None:
             raise RuntimeError("RaplMeter.snapshot() before open()")
+        task = (self._sampler or shared_sampler()).task(self._task)
+        if task is not None and task.error is not None:  # a wraparound may have gone unseen
+            raise MeterError(
+                f"a background RAPL counter read failed under {self.root}: {task.error}",
+                "check that the powercap zones still exist and stay readable during the run",
+            )
         try:
             with self._lock:
                 self._update()
