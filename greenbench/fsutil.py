@@ -112,6 +112,18 @@ def default_store_dir(option: str | os.PathLike | None = None) -> Path:
     return data_dir() / "store"
 
 
+def open_input(path: str | os.PathLike) -> BinaryIO:
+    """Open a user's input file for binary reading.
+
+    Raises:
+        StoreError: it cannot be opened (names the path and the OS reason).
+    """
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc.strerror or exc}", "check the file path") from None
+
+
 def read_up_to(fh: BinaryIO, n: int, name: str) -> bytes:
     """Read ``n`` bytes from ``fh``, fewer only at end of file (short reads are retried).
 

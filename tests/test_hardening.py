@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from greenbench import signing
 from greenbench.cli import app
-from greenbench.errors import GreenbenchError, StoreError, VerificationError
+from greenbench.errors import StoreError, VerificationError
 from greenbench.publish import envelope_block
 from greenbench.store import dagjson
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import typer
 
-from greenbench.errors import GreenbenchError  # noqa: F401  (the CLI's error root)
 
 keys_app = typer.Typer(help="The signing key (Ed25519) and its signer id (did:key).", no_args_is_help=True)
 

@@ -6,8 +6,6 @@ from typing import List, Optional
 
 import typer
 
-from greenbench.errors import GreenbenchError  # noqa: F401  (the CLI's error root)
-
 
 def register(app: typer.Typer) -> None:
     """Register ``greenbench measure`` on the root app."""

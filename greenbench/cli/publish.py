@@ -11,8 +11,6 @@ from typing import Optional
 
 import typer
 
-from greenbench.errors import GreenbenchError  # noqa: F401  (the CLI's error root)
-
 
 def publish_cmd(
     file: Path = typer.Argument(..., help="A result document (signed first) or a DSSE envelope."),

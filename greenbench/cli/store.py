@@ -12,7 +12,6 @@ from typing import List, Optional
 
 import typer
 
-from greenbench.errors import GreenbenchError  # noqa: F401  (the CLI's error root)
 
 store_app = typer.Typer(help="The local content-addressed store: blocks, CAR files, piece CIDs.", no_args_is_help=True)
 car_app = typer.Typer(help="CAR (Content Addressable aRchive) files: inspect, export, import.", no_args_is_help=True)

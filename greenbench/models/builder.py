@@ -99,7 +99,6 @@ def build_model(cfg: LlamaConfig, out_dir: str | os.PathLike, *, symbolic_kv_dim
     Returns:
         The path of ``model.onnx``.
     """
-    import onnx
     from onnx import TensorProto, helper
 
     out = Path(out_dir)

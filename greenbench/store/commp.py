@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
 from greenbench.errors import StoreError
-from greenbench.fsutil import read_up_to
+from greenbench.fsutil import open_input, read_up_to
 from greenbench.store.cid import CID, FIL_COMMITMENT_UNSEALED, SHA2_256_TRUNC254_PADDED
 
 __all__ = ["commp", "commp_bytes", "padded_piece_size", "fr32_pad"]
@@ -115,13 +114,8 @@ def commp(source: str | os.PathLike | bytes | bytearray | memoryview | BinaryIO)
 
         return _commp_stream(io.BytesIO(bytes(source)), "<bytes>")
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        try:
-            fh = open(path, "rb")
-        except OSError as exc:
-            raise StoreError(f"cannot read {path}: {exc.strerror or exc}", "check the file path") from None
-        with fh:
-            return _commp_stream(fh, str(path))
+        with open_input(source) as fh:
+            return _commp_stream(fh, str(source))
     return _commp_stream(source, getattr(source, "name", "<stream>"))
 
 

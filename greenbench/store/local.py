@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Iterator
 
 from greenbench.errors import StoreError, VerificationError
-from greenbench.fsutil import atomic_open, default_store_dir, read_up_to
+from greenbench.fsutil import atomic_open, default_store_dir, open_input, read_up_to
 from greenbench.store import dagcbor, dagjson, dagpb
 from greenbench.store import multiformats as mf
 from greenbench.store.car import CarReader, write_car
@@ -344,26 +344,25 @@ class LocalStore:
                 except OSError:
                     pass
 
+    def _syncfs(self) -> bool:
+        """syncfs(2) on the store's filesystem; False where unavailable or failed (then fsync each path)."""
+        if _syncfs is None:
+            return False
+        fd = os.open(self.root, os.O_RDONLY)
+        try:
+            return _syncfs(fd) == 0
+        finally:
+            os.close(fd)
+
     def _sync_all(self, temps: list[str]) -> None:
-        if _syncfs is not None:
-            fd = os.open(self.root, os.O_RDONLY)
-            try:
-                if _syncfs(fd) == 0:
-                    return
-            finally:
-                os.close(fd)
-        for tmp in temps:
-            _fsync_path(Path(tmp))
+        if not self._syncfs():
+            for tmp in temps:
+                _fsync_path(Path(tmp))
 
     def _sync_dirs(self, dirs: Iterable[Path]) -> None:
         dirs = list(dirs)
-        if len(dirs) > 8 and _syncfs is not None:
-            fd = os.open(self.root, os.O_RDONLY)
-            try:
-                if _syncfs(fd) == 0:
-                    return
-            finally:
-                os.close(fd)
+        if len(dirs) > 8 and self._syncfs():
+            return
         for d in dirs:
             _fsync_path(d)
 
@@ -493,13 +492,8 @@ class LocalStore:
             StoreError: the file cannot be read, or the store cannot be written.
         """
         if isinstance(source, (str, os.PathLike)):
-            path = Path(source)
-            try:
-                fh = open(path, "rb")
-            except OSError as exc:
-                raise StoreError(f"cannot read {path}: {exc.strerror or exc}", "check the file path") from None
-            with fh:
-                return self._put_stream(fh, str(path))
+            with open_input(source) as fh:
+                return self._put_stream(fh, str(source))
         return self._put_stream(source, getattr(source, "name", "<stream>"))
 
     def _read_chunk(self, fh: BinaryIO, name: str) -> bytes:
