@@ -252,7 +252,11 @@ def run_profile(
     """
     warnings = list(warnings or [])
     say = status or (lambda msg: None)
-    if meters is None:
+    from greenbench.profile import SIMULATED_BACKENDS
+
+    if meters is None and profile.run.backend in SIMULATED_BACKENDS:
+        meters = []  # the simulated session brings its own (simulated) meters
+    elif meters is None:
         from greenbench.meters import select
 
         meters, meter_warnings = select(list(profile.run.meters) if profile.run.meters else None)
