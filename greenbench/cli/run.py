@@ -69,10 +69,11 @@ def run(
     check_settings(prof.carbon.region, prof.carbon.pue)  # a bad region or PUE fails now, not after the benchmark
 
     if prof.run.backend in profile_mod.SIMULATED_BACKENDS:
-        if meter:
+        if prof.run.meters:
             raise GreenbenchError(
-                f"--meter does not apply to the simulated backend {prof.run.backend}: its energy comes from its cost model",
-                "drop --meter, or use --backend cpu/cuda to measure real hardware",
+                f"meters ({', '.join(prof.run.meters)}) do not apply to the simulated backend {prof.run.backend}: "
+                "its energy comes from its cost model",
+                "drop --meter (or [run] meters), or use --backend cpu/cuda to measure real hardware",
             )
         meters, warnings = [], []  # the simulated session brings its own (simulated) meters
     else:
