@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import List, Optional
 
@@ -68,6 +69,12 @@ def run(
 
     check_settings(prof.carbon.region, prof.carbon.pue)  # a bad region or PUE fails now, not after the benchmark
 
+    backend_obj = None
+    if prof.run.workload == "inference":  # an unknown or unusable backend fails before anything else happens
+        from greenbench.backends import get_backend
+
+        backend_obj = get_backend(prof.run.backend)
+
     if prof.run.backend in profile_mod.SIMULATED_BACKENDS:
         if prof.run.meters:
             raise GreenbenchError(
@@ -85,14 +92,20 @@ def run(
 
     total = prof.run.warmup + prof.run.repeats
     try:
-        with render.progress(f"{prof.name}", total=total) as advance:
-            state = {"done": 0}
+        # The progress bar appears with the first repeat, after the model is built and loaded, so status
+        # lines and errors while preparing are not mixed into it.
+        with contextlib.ExitStack() as stack:
+            state = {"advance": None, "done": 0}
 
             def progress(desc: str, completed: int, _total: int) -> None:
-                advance(completed - state["done"], description=f"{prof.name}: {desc}")
+                if state["advance"] is None:
+                    state["advance"] = stack.enter_context(render.progress(prof.name, total=total))
+                state["advance"](completed - state["done"], description=f"{prof.name}: {desc}")
                 state["done"] = completed
 
-            doc = run_profile(prof, meters=meters, warnings=warnings, progress=progress, status=render.info)
+            doc = run_profile(
+                prof, meters=meters, backend=backend_obj, warnings=warnings, progress=progress, status=render.info
+            )
     except KeyboardInterrupt:
         render.warn("interrupted before any repeat was measured; nothing written")
         raise typer.Exit(130)
