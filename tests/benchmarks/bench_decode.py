@@ -24,8 +24,11 @@ import statistics
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # measure this checkout, not an installed greenbench
 
 
 def hand_loop(onnx_path, threads, prompt, n_new, share):

@@ -25,6 +25,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ for the fakes
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # measure this checkout, not an installed greenbench
 
 from greenbench.meters.estimate import RSS_INTERVAL_S, EstimateMeter  # noqa: E402
 from greenbench.meters.nvml import POWER_INTERVAL_S, NvmlMeter  # noqa: E402

@@ -15,13 +15,17 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def timed(argv: list[str], runs: int) -> float:
     samples = []
     for _ in range(runs):
         t = time.perf_counter()
-        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        # from the checkout's root, so `-c` imports this checkout's greenbench, not an installed one
+        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, cwd=ROOT)
         samples.append(time.perf_counter() - t)
     return statistics.median(samples)
 
@@ -40,7 +44,7 @@ def main() -> None:
          "from greenbench.cli import app\n"
          "try:\n    app()\nexcept SystemExit:\n    pass\n"
          "print(sorted(m for m in ('onnxruntime','codecarbon','torch','cryptography','numpy','starlette') if m in sys.modules))"],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, check=True, cwd=ROOT,
     ).stdout.strip().splitlines()[-1]
     print(f"python -c pass          {bare * 1000:7.1f} ms")
     print(f"greenbench --help       {helps * 1000:7.1f} ms   (overhead {1000 * (helps - bare):.1f} ms; target < 300 ms)")
