@@ -119,8 +119,10 @@ def test_chunked_file_with_corrupted_chunk(store, tmp_path):
     data = os.urandom(2 * CHUNK_SIZE + 5)
     (tmp_path / "f").write_bytes(data)
     root = store.put_file(tmp_path / "f")
-    last = dagjson.decode(store.get_block(root))["chunks"][-1]
-    store.block_path(last).write_bytes(b"xxxxx")
+    (pack,) = (store.root / "packs").iterdir()  # chunk i lives at offset i * CHUNK_SIZE of the file's pack
+    with open(pack, "r+b") as fh:
+        fh.seek(2 * CHUNK_SIZE + 1)
+        fh.write(b"x")
     got = []
     with pytest.raises(VerificationError):
         for chunk in store.cat(root, precheck=True):
@@ -304,6 +306,8 @@ def test_crash_mid_write_leaves_no_partial_block(tmp_path, mode):
         assert path.is_dir() or not path.name.endswith(".tmp")
     st.clean_tmp(older_than_s=0)
     assert list((root / "tmp").iterdir()) == []
+    if mode == "file":  # the pack being written when the writer died is not referenced, so it is gone
+        assert not (root / "packs").is_dir() or list((root / "packs").iterdir()) == []
 
 
 def _big_file(tmp_path, size=3 * 1024 * 1024 + 123):
@@ -315,12 +319,15 @@ def _big_file(tmp_path, size=3 * 1024 * 1024 + 123):
     return f, data
 
 
-def test_large_chunks_round_trip_with_direct_io(tmp_path, monkeypatch):
-    import os as _os
+def _packs(store_root: Path) -> list[Path]:
+    d = store_root / "packs"
+    return sorted(d.iterdir()) if d.is_dir() else []
 
+
+def test_large_chunks_round_trip_with_direct_io(tmp_path, monkeypatch):
     from greenbench.store import local as local_mod
 
-    real_open = _os.open
+    real_open = os.open
     direct_opens = []
 
     def counting_open(path, flags, *a, **k):
@@ -334,45 +341,45 @@ def test_large_chunks_round_trip_with_direct_io(tmp_path, monkeypatch):
     root = store.put_file(f)
     assert b"".join(store.cat(root)) == data
     assert not list((tmp_path / "s" / "tmp").iterdir())  # no temporary files left behind
+    (pack,) = _packs(store.root)
+    assert pack.read_bytes() == data  # the padded O_DIRECT tail was truncated away
     if local_mod._O_DIRECT:
-        # The three whole 1 MiB chunks were offered to O_DIRECT (the short tail never is); a filesystem
-        # that refuses it leaves the store on buffered writes, which the next test covers.
-        assert len(direct_opens) >= 1
-        assert store._direct_ok or len(direct_opens) == 1
+        # The pack was offered to O_DIRECT; a filesystem that refuses it leaves the store on buffered
+        # writes, which the next tests cover.
+        assert direct_opens and (store._direct_ok or len(direct_opens) == 1)
 
 
-def test_direct_write_refused_midway_falls_back_and_cleans_up(tmp_path, monkeypatch):
+def test_direct_write_refused_midway_falls_back(tmp_path, monkeypatch):
     import errno as _errno
 
     from greenbench.store import local as local_mod
 
     if not local_mod._O_DIRECT:
         pytest.skip("no O_DIRECT on this platform")
-    real_write_all = local_mod._write_all
-    state = {"failed": False}
+    real = local_mod._pwrite_all
+    state = {"failed": 0}
 
-    def failing_once(fd, data):
-        if not state["failed"] and len(data) == local_mod.CHUNK_SIZE:  # the first chunk: an O_DIRECT write
-            state["failed"] = True
+    def failing_second(fd, data, offset):
+        if offset == local_mod.CHUNK_SIZE and not state["failed"]:  # the second chunk's O_DIRECT write
+            state["failed"] = 1
             raise OSError(_errno.EINVAL, "alignment refused")
-        return real_write_all(fd, data)
+        return real(fd, data, offset)
 
-    monkeypatch.setattr(local_mod, "_write_all", failing_once)
+    monkeypatch.setattr(local_mod, "_pwrite_all", failing_second)
     f, data = _big_file(tmp_path)
     store = local_mod.LocalStore(tmp_path / "s", workers=1)
     root = store.put_file(f)
     assert state["failed"] and store._direct_ok is False
     assert b"".join(store.cat(root)) == data
-    assert not list((tmp_path / "s" / "tmp").iterdir())
+    assert [p.read_bytes() for p in _packs(store.root)] == [data]
 
 
 def test_direct_io_refused_falls_back_to_buffered(tmp_path, monkeypatch):
     import errno as _errno
-    import os as _os
 
     from greenbench.store import local as local_mod
 
-    real_open = _os.open
+    real_open = os.open
     calls = {"direct": 0}
 
     def refusing_open(path, flags, *a, **k):
@@ -388,3 +395,161 @@ def test_direct_io_refused_falls_back_to_buffered(tmp_path, monkeypatch):
     assert b"".join(store.cat(root)) == data
     assert calls["direct"] <= 1  # refused once, then the store stays on buffered writes
     assert store._direct_ok is False
+
+
+def test_packed_chunks_are_blocks_like_any_other(store, tmp_path):
+    f, data = _big_file(tmp_path)
+    root = store.put_file(f)
+    chunks = dagjson.decode(store.get_block(root))["chunks"]
+    assert all(store.has(c) for c in chunks)
+    assert all(store.get_block(c) == data[i * CHUNK_SIZE : (i + 1) * CHUNK_SIZE] for i, c in enumerate(chunks))
+    assert {str(c) for c in store.iter_cids()} == {str(c) for c in chunks} | {str(cid_for(store.get_block(root)))}
+    # the same chunks offered as single blocks are recognised as present: nothing new is written
+    before = sorted(p.name for p in (store.root / "blocks").rglob("*") if p.is_file())
+    for i in range(len(chunks)):
+        store.put_block(data[i * CHUNK_SIZE : (i + 1) * CHUNK_SIZE])
+    assert sorted(p.name for p in (store.root / "blocks").rglob("*") if p.is_file()) == before
+
+
+def test_storing_again_writes_no_new_pack(store, tmp_path):
+    f, data = _big_file(tmp_path)
+    root = store.put_file(f)
+    assert store.put_file(f) == root and store.put_file(io.BytesIO(data)) == root
+    assert len(_packs(store.root)) == 1
+
+
+def test_chunks_already_stored_are_holes_in_the_pack(store, tmp_path):
+    data = os.urandom(3 * CHUNK_SIZE)
+    store.put_block(data[CHUNK_SIZE : 2 * CHUNK_SIZE])  # the middle chunk, stored before as a block file
+    root = store.put_file(io.BytesIO(data))
+    assert b"".join(store.cat(root, precheck=True)) == data
+    (pack,) = _packs(store.root)
+    written = pack.read_bytes()
+    assert written[:CHUNK_SIZE] == data[:CHUNK_SIZE] and written[2 * CHUNK_SIZE :] == data[2 * CHUNK_SIZE :]
+    assert written[CHUNK_SIZE : 2 * CHUNK_SIZE] == bytes(CHUNK_SIZE)  # a hole, not a second copy
+
+
+def test_repeated_chunks_are_written_once(store, tmp_path):
+    data = bytes(3 * CHUNK_SIZE + 10)
+    root = store.put_file(io.BytesIO(data))
+    assert b"".join(store.cat(root)) == data
+    (pack,) = _packs(store.root)
+    assert pack.stat().st_size == 3 * CHUNK_SIZE + 10  # the last (different) chunk at its offset
+    assert pack.stat().st_blocks * 512 <= 2 * CHUNK_SIZE + 64 * 1024  # but only two chunks' worth of disk
+
+
+def test_missing_pack_is_a_verification_error_and_can_be_repaired(store, tmp_path):
+    f, data = _big_file(tmp_path)
+    root = store.put_file(f)
+    (pack,) = _packs(store.root)
+    pack.unlink()
+    with pytest.raises(VerificationError, match="missing"):
+        b"".join(store.cat(root))
+    assert store.put_file(f) == root  # the damaged entries were dropped, so storing again repairs the file
+    assert b"".join(store.cat(root, precheck=True)) == data
+
+
+def test_corrupted_packed_chunk_is_dropped_and_stored_again(store, tmp_path):
+    f, data = _big_file(tmp_path)
+    root = store.put_file(f)
+    first = dagjson.decode(store.get_block(root))["chunks"][0]
+    (pack,) = _packs(store.root)
+    with open(pack, "r+b") as fh:
+        fh.write(b"X")
+    with pytest.raises(VerificationError, match="corrupted.*index entry was removed"):
+        store.get_block(first)
+    assert not store.has(first)  # reads as missing now, never as the bad bytes
+    with pytest.raises(BlockNotFoundError):
+        store.get_block(first)
+    store.put_file(f)
+    assert store.get_block(first) == data[:CHUNK_SIZE]
+    assert b"".join(store.cat(root, precheck=True)) == data
+
+
+def test_version_1_store_is_read_and_upgraded_by_its_first_pack(tmp_path):
+    import json
+
+    root = tmp_path / "old"
+    old = LocalStore(root)
+    small = old.put_block(b"from a version-1 store")
+    (root / "greenbench-store.json").write_text('{"layout": "blocks/<shard>/<base32 multihash>", "version": 1}')
+    st = LocalStore(root)
+    assert st.get_block(small) == b"from a version-1 store"
+    st.put_block(b"still no pack")
+    assert json.loads((root / "greenbench-store.json").read_text())["version"] == 1
+    f, data = _big_file(tmp_path)
+    big = st.put_file(f)
+    assert json.loads((root / "greenbench-store.json").read_text())["version"] == 2
+    assert b"".join(LocalStore(root).cat(big)) == data
+
+
+def test_clean_tmp_removes_only_unreferenced_packs(store, tmp_path):
+    f, data = _big_file(tmp_path)
+    root = store.put_file(f)
+    orphan = store.root / "packs" / ("0" * 32 + ".pack")
+    orphan.write_bytes(b"left by a writer that crashed")
+    (store.root / "packs" / "notes.txt").write_text("not a pack: never touched")
+    assert store.clean_tmp(older_than_s=0) == 1
+    assert not orphan.exists() and (store.root / "packs" / "notes.txt").exists()
+    assert b"".join(store.cat(root)) == data
+
+
+def test_index_naming_a_pack_outside_the_store_is_refused(store, tmp_path):
+    import sqlite3
+
+    f, _ = _big_file(tmp_path)
+    root = store.put_file(f)
+    first = dagjson.decode(store.get_block(root))["chunks"][0]
+    with sqlite3.connect(store.index_path) as conn:
+        conn.execute("UPDATE packed SET pack = '../../etc/passwd'")
+    with pytest.raises(StoreError, match="outside the store"):
+        LocalStore(store.root).get_block(first)
+
+
+class _FailingStream:
+    """Gives ``good`` whole chunks, then raises ``exc`` (a disk error, or Ctrl-C)."""
+
+    def __init__(self, good: int, exc: BaseException):
+        self.left, self.exc = good, exc
+
+    def read(self, n):
+        if not self.left:
+            raise self.exc
+        self.left -= 1
+        return os.urandom(n)
+
+
+@pytest.mark.parametrize("exc", [OSError(5, "Input/output error"), KeyboardInterrupt()])
+def test_failed_put_file_leaves_nothing_visible(store, exc):
+    store.put_block(b"already here")
+    with pytest.raises((StoreError, KeyboardInterrupt)):
+        store.put_file(_FailingStream(5, exc))
+    assert [str(c) for c in store.iter_cids()] == [str(cid_for(b"already here"))]
+    assert _packs(store.root) == [] and list((store.root / "tmp").iterdir()) == []
+
+
+def test_file_over_the_chunk_limit_is_refused_whole(store, monkeypatch):
+    from greenbench.store import local as local_mod
+
+    monkeypatch.setattr(local_mod, "_max_chunks", lambda: 3)
+    with pytest.raises(StoreError, match="larger than a chunked file can be"):
+        store.put_file(io.BytesIO(os.urandom(3 * CHUNK_SIZE + 1)))
+    assert list(store.iter_cids()) == [] and _packs(store.root) == []
+    store.put_file(io.BytesIO(os.urandom(3 * CHUNK_SIZE)))  # at the limit: fine
+
+
+def test_file_that_shrinks_while_stored_is_refused(store, tmp_path, monkeypatch):
+    from greenbench.store import local as local_mod
+
+    f, _ = _big_file(tmp_path)
+    real = local_mod._regular_file
+
+    def shrinking(fh):
+        info = real(fh)
+        os.truncate(f, 2 * CHUNK_SIZE)  # after the size was taken, before the chunks are read
+        return info
+
+    monkeypatch.setattr(local_mod, "_regular_file", shrinking)
+    with pytest.raises(StoreError, match="changed while it was being stored"):
+        store.put_file(f)
+    assert list(store.iter_cids()) == [] and _packs(store.root) == []
