@@ -55,6 +55,36 @@ def test_put_chunked_and_get_reassembles(tmp_path):
     assert json.loads(root)["size"] == len(data)
 
 
+@pytest.mark.parametrize("from_stdin", [False, True])
+def test_put_of_a_large_input_shows_progress_on_stderr_only(tmp_path, monkeypatch, from_stdin):
+    from greenbench.cli import store as store_cli
+
+    monkeypatch.setattr(store_cli, "PROGRESS_MIN_BYTES", 2 * CHUNK_SIZE)  # "large", without writing 256 MiB
+    data = os.urandom(3 * CHUNK_SIZE + 5)
+    (tmp_path / "big").write_bytes(data)
+    if from_stdin:
+        put = run("store", "put", "-", "--store", tmp_path / "s", input=data)
+    else:
+        put = run("store", "put", tmp_path / "big", "--store", tmp_path / "s")
+    assert put.exit_code == 0
+    assert "storing" in put.stderr and ("4/4" in put.stderr or from_stdin)  # MiB done / total (stdin: unknown total)
+    cid = put.stdout.strip()  # stdout is the CID alone
+    assert run("store", "get", cid, "--store", tmp_path / "s").stdout_bytes == data
+    small = run("store", "put", tmp_path / "big", "--store", tmp_path / "s2")
+    assert small.exit_code == 0 and (from_stdin or "storing" in small.stderr)
+    monkeypatch.setattr(store_cli, "PROGRESS_MIN_BYTES", 256 << 20)
+    quiet = run("store", "put", tmp_path / "big", "--store", tmp_path / "s3")
+    assert quiet.stderr == "" and quiet.stdout.strip() == cid  # below the threshold: no bar
+
+
+def test_put_file_reports_progress_in_order(tmp_path):
+    data = os.urandom(3 * CHUNK_SIZE + 5)
+    (tmp_path / "big").write_bytes(data)
+    seen = []
+    LocalStore(tmp_path / "s").put_file(tmp_path / "big", lambda done, total: seen.append((done, total)))
+    assert seen == [(CHUNK_SIZE, len(data)), (2 * CHUNK_SIZE, len(data)), (3 * CHUNK_SIZE, len(data)), (len(data), len(data))]
+
+
 def test_put_from_stdin_and_env_store(tmp_path, monkeypatch):
     monkeypatch.setenv("GREENBENCH_STORE", str(tmp_path / "envstore"))
     put = run("store", "put", "-", input=b"from stdin")

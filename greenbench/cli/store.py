@@ -7,6 +7,7 @@ data dir). A block whose bytes do not match its CID is a verdict (exit 1); malfo
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import List, Optional
 
@@ -16,6 +17,9 @@ import typer
 store_app = typer.Typer(help="The local content-addressed store: blocks, CAR files, piece CIDs.", no_args_is_help=True)
 car_app = typer.Typer(help="CAR (Content Addressable aRchive) files: inspect, export, import.", no_args_is_help=True)
 store_app.add_typer(car_app, name="car")
+
+#: `store put` shows a progress bar for inputs of at least this many bytes (~0.3 s and more).
+PROGRESS_MIN_BYTES = 256 << 20
 
 _STORE_HELP = "Store directory (default: $GREENBENCH_STORE, else the user data dir)."
 
@@ -30,10 +34,31 @@ def put(
     store: Optional[str] = _store_option(),
 ) -> None:
     """Store FILE's bytes and print the CIDv1: one raw block up to 1 MiB, else the root of 1 MiB chunks."""
+    from contextlib import ExitStack
+
     from greenbench.store.local import open_store
 
     source = sys.stdin.buffer if file == "-" else file
-    cid = open_store(store).put_file(source)
+    with ExitStack() as stack:
+        bar: dict = {}
+
+        def progress(done: int, total: int | None) -> None:
+            # A bar (on stderr) only for work that takes a while: files of PROGRESS_MIN_BYTES and more.
+            if "advance" not in bar:
+                if (done if total is None else total) < PROGRESS_MIN_BYTES:
+                    return
+                from greenbench.cli import render
+
+                label = "stdin" if file == "-" else os.path.basename(file)
+                bar["advance"] = stack.enter_context(
+                    render.progress(f"storing {label} (MiB)", None if total is None else -(-total >> 20))
+                )
+                bar["mib"] = 0
+            mib = -(-done >> 20)
+            bar["advance"](mib - bar["mib"])
+            bar["mib"] = mib
+
+        cid = open_store(store).put_file(source, progress)
     typer.echo(str(cid))
 
 

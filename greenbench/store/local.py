@@ -67,7 +67,7 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable, Iterator
+from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 from greenbench.errors import StoreError, VerificationError
 from greenbench.fsutil import atomic_open, default_store_dir, open_input, read_up_to
@@ -99,6 +99,9 @@ STORE_VERSION = 2
 _READABLE_VERSIONS = (1, 2)
 _MARKER = "greenbench-store.json"
 _SQLITE_TIMEOUT_S = 30.0
+
+#: ``progress(bytes_done, total_bytes or None)``, see :meth:`LocalStore.put_file`.
+Progress = Callable[[int, "int | None"], None]
 
 
 class BlockNotFoundError(StoreError):
@@ -716,8 +719,12 @@ class LocalStore:
 
     # --- files -------------------------------------------------------------------------------
 
-    def put_file(self, source: str | os.PathLike | BinaryIO) -> CID:
+    def put_file(self, source: str | os.PathLike | BinaryIO, progress: Progress | None = None) -> CID:
         """Store a file (path or binary stream): one raw block up to 1 MiB, else a chunked file.
+
+        Args:
+            progress: for a chunked file, called as ``progress(bytes_done, total_bytes)`` after each chunk
+                (``total_bytes`` None for a stream of unknown length), from the calling thread.
 
         Returns:
             The raw block's CID, or the chunked-file root's CID (dag-json).
@@ -727,17 +734,17 @@ class LocalStore:
         """
         if isinstance(source, (str, os.PathLike)):
             with open_input(source) as fh:
-                return self._put_stream(fh, str(source))
-        return self._put_stream(source, getattr(source, "name", "<stream>"))
+                return self._put_stream(fh, str(source), progress)
+        return self._put_stream(source, getattr(source, "name", "<stream>"), progress)
 
     def _read_chunk(self, fh: BinaryIO, name: str) -> bytes:
         return read_up_to(fh, CHUNK_SIZE, name)
 
-    def _put_stream(self, fh: BinaryIO, name: str) -> CID:
+    def _put_stream(self, fh: BinaryIO, name: str, progress: Progress | None) -> CID:
         regular = _regular_file(fh)
         if regular is not None and regular[2] > CHUNK_SIZE:
             fd, start, size = regular
-            return self._put_regular(fd, start, size, name)
+            return self._put_regular(fd, start, size, name, progress)
         first = self._read_chunk(fh, name)
         if len(first) < CHUNK_SIZE:
             return self.put_block(first)
@@ -755,9 +762,9 @@ class LocalStore:
             buf[: len(chunk)] = chunk
             return len(chunk)
 
-        return self._put_chunks(chunks(), name, copy)
+        return self._put_chunks(chunks(), name, copy, None, progress)
 
-    def _put_regular(self, fd: int, start: int, size: int, name: str) -> CID:
+    def _put_regular(self, fd: int, start: int, size: int, name: str, progress: Progress | None) -> CID:
         """Chunk a regular file: the workers pread and hash chunks in parallel."""
 
         def read_at(offset: int, buf: Any) -> int:
@@ -772,9 +779,9 @@ class LocalStore:
                 raise StoreError(f"{name} changed while it was being stored (shorter than {size} bytes)")
             return want
 
-        return self._put_chunks(range(start, start + size, CHUNK_SIZE), name, read_at)
+        return self._put_chunks(range(start, start + size, CHUNK_SIZE), name, read_at, size, progress)
 
-    def _put_chunks(self, jobs: Iterable[Any], name: str, load) -> CID:
+    def _put_chunks(self, jobs: Iterable[Any], name: str, load, size: int | None, progress: Progress | None) -> CID:
         """Store the chunks ``load(job, buffer) -> length`` in one pack, then write the root.
 
         A pipeline: the workers fill and hash page-aligned 1 MiB buffers in parallel (hashlib releases
@@ -806,6 +813,8 @@ class LocalStore:
             chunks.append(cid)
             total += n
             free.append(buf)
+            if progress is not None:
+                progress(total, size)
 
         try:
             with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="gb-store") as pool:
