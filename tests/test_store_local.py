@@ -137,7 +137,9 @@ def test_import_export_round_trip(store, tmp_path):
         "bafyreidj5idub6mapiupjwjsyyxhyhedxycv4vihfsicm2vt46o7morwlm",
     ]
     assert roots.blocks == 8 and roots.new_blocks == 8
+    assert len(_packs(store.root)) == 1  # the CAR's blocks went in as one pack
     assert store.import_car(BASIC).new_blocks == 0
+    assert len(_packs(store.root)) == 1  # nothing new: no second pack
     out = tmp_path / "out.car"
     assert store.export_car(roots, out) == 8
     assert out.read_bytes() == BASIC.read_bytes()  # same DAG, same depth-first order
@@ -152,6 +154,19 @@ def test_export_of_chunked_file_reimports(store, tmp_path):
     other = LocalStore(tmp_path / "other")
     assert list(other.import_car(tmp_path / "f.car")) == [root]
     assert b"".join(other.cat(root)) == data
+
+
+def test_import_skips_blocks_stored_as_files_and_repeats(store, tmp_path):
+    a, b = b"stored before as a file", b"new"
+    store.put_block(a)
+    blocks = [(cid_for(a), a), (cid_for(b), b), (cid_for(b), b)]
+    buf = io.BytesIO()
+    write_car(buf, [cid_for(b)], iter(blocks))
+    result = store.import_car(buf.getvalue())
+    assert result.blocks == 3 and result.new_blocks == 1
+    (pack,) = _packs(store.root)
+    assert pack.read_bytes() == b"new"  # only the one new block, once
+    assert sorted(str(c) for c in store.iter_cids()) == sorted([str(cid_for(a)), str(cid_for(b))])
 
 
 def test_export_missing_block_names_parent(store, tmp_path):
@@ -553,3 +568,27 @@ def test_file_that_shrinks_while_stored_is_refused(store, tmp_path, monkeypatch)
     with pytest.raises(StoreError, match="changed while it was being stored"):
         store.put_file(f)
     assert list(store.iter_cids()) == [] and _packs(store.root) == []
+
+
+def test_large_single_block_direct_write_refused_falls_back(tmp_path, monkeypatch):
+    import errno as _errno
+
+    from greenbench.store import local as local_mod
+
+    if not local_mod._O_DIRECT:
+        pytest.skip("no O_DIRECT on this platform")
+    real = local_mod._write_all
+    state = {"failed": 0}
+
+    def refuse_first(fd, data):
+        if not state["failed"] and len(data) == local_mod._DIRECT_MIN:  # the block's O_DIRECT write
+            state["failed"] = 1
+            raise OSError(_errno.EINVAL, "alignment refused")
+        return real(fd, data)
+
+    monkeypatch.setattr(local_mod, "_write_all", refuse_first)
+    store = local_mod.LocalStore(tmp_path / "s")
+    data = os.urandom(local_mod._DIRECT_MIN)
+    cid = store.put_block(data)
+    assert state["failed"] and store._direct_ok is False
+    assert store.get_block(cid) == data and list((tmp_path / "s" / "tmp").iterdir()) == []

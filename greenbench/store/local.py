@@ -12,10 +12,12 @@ Terms:
 
         ``cat(root)`` streams the chunks back in order and checks the total size. One root lists up
         to about 15,000 chunks, so a file may be up to ~15 GiB.
-    pack: the chunks of one chunked file, written as one file ``packs/<name>.pack`` with chunk ``i`` at
-        byte offset ``i * CHUNK_SIZE`` (so a pack is the stored file itself, with holes where a chunk was
-        already in the store). One sequential file instead of one file per chunk: creating and syncing
-        hundreds of 1 MiB files cost more than hashing them (tests/benchmarks/bench_store.py).
+    pack: the new blocks of one write, in one file ``packs/<name>.pack``. A chunked file's pack has
+        chunk ``i`` at byte offset ``i * CHUNK_SIZE`` (the stored file itself, with holes where a chunk
+        was already in the store); a CAR import's pack has the CAR's new blocks end to end. One
+        sequential file instead of one file per block: creating and syncing hundreds of 1 MiB files
+        cost more than hashing them (tests/benchmarks/bench_store.py), and a CAR of 100,000 small
+        blocks imports as one file.
     index: ``index.sqlite`` (WAL mode, busy timeout). Table ``packed`` maps a multihash to its pack,
         offset and length; table ``results`` has one row per indexed result CID with its signer,
         profile, backend, hardware and headline metrics, for fast queries without reading blocks.
@@ -23,9 +25,9 @@ Terms:
 Layout of a store directory::
 
     greenbench-store.json          {"layout": ..., "version": 2}
-    blocks/<2 chars>/<key>         one file per block; key = base32 of the multihash, the shard is
-                                   the two characters before the key's last one
-    packs/<random>.pack            chunks of chunked files, found through the ``packed`` table
+    blocks/<2 chars>/<key>         one file per single block (put_block, put_verified); key = base32
+                                   of the multihash, the shard is the two characters before its last
+    packs/<random>.pack            blocks of chunked files and CAR imports, found through ``packed``
     tmp/                           temporary files of writes in progress (same filesystem)
     index.sqlite                   the index
 
@@ -33,14 +35,13 @@ Layout of a store directory::
     older greenbench refuses it rather than miss the packed blocks.
 
 Guarantees:
-    * Writes are atomic: a block is written to ``tmp/``, made durable, then renamed into place, so a
-      crash mid-write never leaves a visible partial block. Single writes fsync the file and the shard
-      directory; CAR imports write every temporary file, make them durable together (``syncfs`` where
-      available, else one fsync per file), rename them, and sync again. A pack becomes visible only
-      when its rows are committed to ``packed``, after the pack and its directory are fsynced; a crash
-      before that leaves an unreferenced pack that :meth:`LocalStore.clean_tmp` deletes.
-      Large aligned writes use O_DIRECT where the filesystem allows it (past the page cache, which on
-      some hosts costs several times the hashing); the durability steps are the same.
+    * Writes are atomic: a single block is written to ``tmp/``, fsynced, renamed into place and its
+      shard directory fsynced, so a crash mid-write never leaves a visible partial block. A pack
+      becomes visible only when its rows are committed to ``packed`` (one transaction), after the pack
+      and its directory are fsynced; a crash before that leaves an unreferenced pack that
+      :meth:`LocalStore.clean_tmp` deletes. Large aligned writes use O_DIRECT where the filesystem
+      allows it (past the page cache, which on some hosts costs several times the hashing); the
+      durability steps are the same.
     * Every read re-hashes the block: :meth:`LocalStore.get_block` raises :class:`VerificationError`
       (exit 1) for a corrupted block instead of returning its bytes.
     * Bytes that do not match their CID are never stored: :meth:`LocalStore.put_verified` raises
@@ -53,7 +54,6 @@ Guarantees:
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import hashlib
 import io
@@ -124,19 +124,6 @@ class ImportResult(list):
         self.bytes = nbytes
 
 
-def _load_syncfs():
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).syncfs
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-_syncfs = _load_syncfs()
-
-
 def _fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -183,66 +170,26 @@ _RESULT_FILTERS: dict[str, tuple[str, Any]] = {
 }
 
 
-class _Batch:
-    """Temporary block files made visible together (see the module docstring)."""
-
-    def __init__(self, store: "LocalStore", fsync_each: bool):
-        self.store = store
-        self.fsync_each = fsync_each
-        self.pending: list[tuple[str, Path]] = []
-        self.seen: set[Path] = set()
-
-    def write(self, cid: CID, data: bytes | memoryview) -> bool:
-        """Write a temporary file for the block ``cid`` unless it is already there. True if new."""
-        path = self.store.block_path(cid)
-        if path in self.seen or self.store._present(cid, len(data)):
-            return False
-        tmp = self.store._write_temp(data, fsync=self.fsync_each)
-        self.pending.append((tmp, path))
-        self.seen.add(path)
-        return True
-
-    def commit(self) -> None:
-        store = self.store
-        if not self.pending:
-            return
-        if not self.fsync_each:
-            store._sync_all([t for t, _ in self.pending])
-        dirs = set()
-        for tmp, path in self.pending:
-            try:
-                os.replace(tmp, path)
-            except FileNotFoundError:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp, path)
-            dirs.add(path.parent)
-        self.pending.clear()
-        store._sync_dirs(dirs)
-
-    def abort(self) -> None:
-        for tmp, _ in self.pending:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-        self.pending.clear()
-
-
 class _Pack:
-    """The new chunks of one chunked file, written in order into a pack of their own (module docstring).
+    """New blocks of one write (a chunked file, a CAR import) in a pack of their own (module docstring).
 
     Nothing is visible until :meth:`commit`: the pack and its directory are fsynced, and only then are
-    its rows inserted into ``packed``. A pack none of whose rows went in (another writer committed
-    the same chunks first) is deleted.
+    its rows inserted into ``packed``, in one transaction. A pack none of whose rows went in (another
+    writer committed the same blocks first) is deleted.
+
+    Args:
+        direct: try O_DIRECT (for page-aligned buffers written at 1 MiB offsets by :meth:`write`).
     """
 
-    def __init__(self, store: "LocalStore"):
+    def __init__(self, store: "LocalStore", direct: bool):
         self.store = store
         self.path = store.packs_dir / f"{os.urandom(16).hex()}.pack"
         self.fd = -1
+        self.want_direct = direct
         self.direct = False
         self.rows: list[tuple[bytes, str, int, int]] = []
         self.end = 0
+        self.inserted = 0
 
     def _open(self) -> None:
         store = self.store
@@ -250,7 +197,7 @@ class _Pack:
             store.packs_dir.mkdir(exist_ok=True)
             _fsync_path(store.root)
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-        if store._direct_ok:
+        if self.want_direct and store._direct_ok:
             try:
                 self.fd = os.open(self.path, flags | _O_DIRECT, 0o644)
                 self.direct = True
@@ -281,6 +228,14 @@ class _Pack:
         self.rows.append((mh, self.path.name, offset, n))
         self.end = max(self.end, offset + n)
 
+    def append(self, mh: bytes, data: bytes | memoryview) -> None:
+        """Write a block of any size at the end of the pack (buffered writes)."""
+        if self.fd < 0:
+            self._open()
+        _pwrite_all(self.fd, memoryview(data), self.end)
+        self.rows.append((mh, self.path.name, self.end, len(data)))
+        self.end += len(data)
+
     def _to_buffered(self) -> None:
         """The filesystem refused an O_DIRECT write (alignment): reopen the pack for buffered writes."""
         fd = os.open(self.path, os.O_WRONLY)
@@ -304,7 +259,7 @@ class _Pack:
             try:
                 before = conn.total_changes
                 conn.executemany("INSERT OR IGNORE INTO packed (mh, pack, offset, length) VALUES (?, ?, ?, ?)", self.rows)
-                inserted = conn.total_changes - before
+                self.inserted = inserted = conn.total_changes - before
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -391,7 +346,7 @@ class LocalStore:
         body = json.dumps(
             {"layout": "blocks/<shard>/<base32 multihash> + packs/<name>.pack", "version": STORE_VERSION}, sort_keys=True
         )
-        tmp = self._write_temp(body.encode(), fsync=True)
+        tmp = self._write_temp(body.encode())
         os.replace(tmp, self.root / _MARKER)
         _fsync_path(self.root)
         self._version = STORE_VERSION
@@ -490,17 +445,17 @@ class LocalStore:
         if self._version != STORE_VERSION:
             self._write_marker()
 
-    def _write_temp(self, data: bytes | memoryview, fsync: bool) -> str:
+    def _write_temp(self, data: bytes | memoryview) -> str:
+        """A durable (fsynced) temporary file in ``tmp/`` holding ``data``; returns its path."""
         if len(data) >= _DIRECT_MIN and len(data) % _DIRECT_ALIGN == 0 and self._direct_ok:
-            tmp = self._write_temp_direct(data, fsync)
+            tmp = self._write_temp_direct(data)
             if tmp is not None:
                 return tmp
         fd, tmp = tempfile.mkstemp(prefix="blk-", suffix=".tmp", dir=self.tmp_dir)
         try:
             _write_all(fd, data)
             os.fchmod(fd, 0o644)
-            if fsync:
-                os.fsync(fd)
+            os.fsync(fd)
         except BaseException:
             os.close(fd)
             os.unlink(tmp)
@@ -518,19 +473,18 @@ class LocalStore:
             buf = local.buf = mmap.mmap(-1, max(size, CHUNK_SIZE))
         return buf
 
-    def _write_temp_direct(self, data: bytes | memoryview, fsync: bool) -> str | None:
+    def _write_temp_direct(self, data: bytes | memoryview) -> str | None:
         """Write a large, block-aligned chunk with O_DIRECT, past the page cache.
 
         On some hosts (this project's VMs among them) buffered writes of large files cost several times
         more than hashing them, while O_DIRECT writes run at the device's speed
         (tests/benchmarks/bench_store.py). The copy into a page-aligned buffer (O_DIRECT needs one) is
         cheap beside that. Returns None where the filesystem refuses O_DIRECT (tmpfs on older kernels,
-        some network filesystems), and the store then stays on buffered writes. Durability is unchanged:
-        the caller still fsyncs (or syncfs) before any rename.
+        some network filesystems), and the store then stays on buffered writes. The file is fsynced
+        before it is returned, as a buffered one is.
         """
         buf = self._aligned_buffer(len(data))
-        if not (isinstance(data, memoryview) and data.obj is buf):
-            buf[: len(data)] = data
+        buf[: len(data)] = data
         name = os.path.join(self.tmp_dir, f"blk-{os.urandom(8).hex()}.tmp")
         try:
             fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_DIRECT, 0o644)
@@ -549,8 +503,7 @@ class LocalStore:
                         raise
                     self._direct_ok = False  # alignment refused: buffered writes from now on
                     return None
-            if fsync:
-                os.fsync(fd)
+            os.fsync(fd)
             done = True
             return name
         finally:
@@ -561,28 +514,6 @@ class LocalStore:
                 except OSError:
                     pass
 
-    def _syncfs(self) -> bool:
-        """syncfs(2) on the store's filesystem; False where unavailable or failed (then fsync each path)."""
-        if _syncfs is None:
-            return False
-        fd = os.open(self.root, os.O_RDONLY)
-        try:
-            return _syncfs(fd) == 0
-        finally:
-            os.close(fd)
-
-    def _sync_all(self, temps: list[str]) -> None:
-        if not self._syncfs():
-            for tmp in temps:
-                _fsync_path(Path(tmp))
-
-    def _sync_dirs(self, dirs: Iterable[Path]) -> None:
-        dirs = list(dirs)
-        if len(dirs) > 8 and self._syncfs():
-            return
-        for d in dirs:
-            _fsync_path(d)
-
     def _store(self, cid: CID, data: bytes | memoryview) -> bool:
         """Atomically and durably store one block already known to match ``cid``. True if new."""
         if cid.hash_code == IDENTITY:
@@ -592,7 +523,7 @@ class LocalStore:
         path = self.block_path(cid)
         self._ensure()
         try:
-            tmp = self._write_temp(data, fsync=True)
+            tmp = self._write_temp(data)
             try:
                 os.replace(tmp, path)
             except FileNotFoundError:
@@ -792,7 +723,7 @@ class LocalStore:
         import mmap
 
         self._ensure()
-        pack = _Pack(self)
+        pack = _Pack(self, direct=True)
         free = [mmap.mmap(-1, CHUNK_SIZE) for _ in range(4 * self.workers)]
         chunks: list[CID] = []
         seen: set[bytes] = set()
@@ -881,8 +812,9 @@ class LocalStore:
     def import_car(self, source: str | os.PathLike | bytes | BinaryIO) -> ImportResult:
         """Import every block of a CAR (v1, or the inner v1 of a v2), all or nothing.
 
-        Every block is checked against its CID while it is written to a temporary file; only when the
-        whole CAR has been read and every block verified do the blocks become visible.
+        Every block is checked against its CID as it is read, and the new ones are written to a pack of
+        their own; only when the whole CAR has been read and every block verified does the pack become
+        visible (one index transaction).
 
         Returns:
             The CAR's roots (an :class:`ImportResult`, a ``list[CID]`` with counts).
@@ -892,8 +824,9 @@ class LocalStore:
             VerificationError: a block whose bytes do not match its CID (nothing imported).
         """
         self._ensure()
-        batch = _Batch(self, fsync_each=False)
-        blocks = new = nbytes = 0
+        pack = _Pack(self, direct=False)
+        seen: set[bytes] = set()
+        blocks = nbytes = 0
         try:
             with CarReader(source) as reader:
                 for section in reader:
@@ -915,17 +848,19 @@ class LocalStore:
                             f"{reader.name}: block {cid} at byte offset {section.offset} does not match its CID; nothing imported",
                             "the CAR is corrupted or was tampered with; fetch it again from a source you trust",
                         )
-                    if cid.hash_code != IDENTITY and batch.write(cid, data):
-                        new += 1
+                    mh = cid.multihash
+                    if cid.hash_code != IDENTITY and mh not in seen and not self._present(cid, len(data)):
+                        pack.append(mh, data)
+                    seen.add(mh)
                 roots = list(reader.roots)
-            batch.commit()
+            pack.commit()
         except OSError as exc:
-            batch.abort()
+            pack.abort()
             raise _os_error(exc, "import blocks into", self.root) from None
         except BaseException:
-            batch.abort()
+            pack.abort()
             raise
-        return ImportResult(roots, blocks, new, nbytes)
+        return ImportResult(roots, blocks, pack.inserted, nbytes)
 
     def walk(self, roots: Iterable[CID | str]) -> Iterator[tuple[CID, bytes]]:
         """Blocks reachable from ``roots`` through dag-json, dag-cbor and dag-pb links, depth first, each once.

@@ -1,6 +1,6 @@
 """Store benchmark: storing+hashing a large file vs plain hashlib sha256, and `store get` latency.
 
-Run:  python tests/benchmarks/bench_store.py [--size-mib 256] [--blocks 100000] [--dir DIR]
+Run:  python tests/benchmarks/bench_store.py [--size-mib 256] [--blocks 100000] [--dir DIR] [--skip-put] [--skip-get]
 
 Prints, from one run:
   1. put_file of an N MiB file (chunked into 1 MiB raw blocks, hashed in parallel, written in order
@@ -10,7 +10,8 @@ Prints, from one run:
      copy of the file, no hashing, O_DIRECT + fsync. Measured on the --dir filesystem and, when
      present, on /dev/shm (tmpfs: the same code without a disk), plus a second put of the same file
      (every block already present). Each round starts from a deleted store and `sync`.
-  2. `store get` of a 1 KiB block from a store of --blocks blocks: the library call
+  2. `store get` of a 1 KiB block from a store of --blocks blocks (imported from one CAR, so packed)
+     plus 2000 blocks stored one by one (block files): the library call for each kind
      (LocalStore.get_block(cid_text), which parses the CID, reads and re-hashes the block) and the
      whole CLI command in-process (click command built once, as in one process; and, for
      reference, typer's CliRunner, which rebuilds the app's command tree on every call), per call,
@@ -160,19 +161,22 @@ def bench_get(n_blocks: int, base: Path, samples: int = 2000) -> None:
     car.unlink()
     print(f"  populated by one CAR import: {result.new_blocks} blocks in {t2 - t1:.1f} s (CAR built in {t1 - t0:.1f} s)")
 
+    singles = [str(store.put_block(rng.randbytes(1024))) for _ in range(min(samples, n_blocks))]
+    print(f"  plus {len(singles)} blocks stored one by one (put_block: a file each)")
     picks = [str(c) for c in rng.sample(cids, min(samples, len(cids)))]
     fresh = LocalStore(store.root)  # a new handle, as a new process would have
-    times = []
-    for text in picks:
-        t = time.perf_counter()
-        data = fresh.get_block(text)
-        times.append(time.perf_counter() - t)
-        assert len(data) == 1024
-    times.sort()
-    print(
-        f"  LocalStore.get_block(cid text): mean {statistics.fmean(times) * 1e3:.3f} ms, "
-        f"p99 {times[int(len(times) * 0.99)] * 1e3:.3f} ms over {len(times)} random blocks"
-    )
+    for label, texts in (("packed (from the CAR import)", picks), ("block files (put_block)", singles)):
+        times = []
+        for text in texts:
+            t = time.perf_counter()
+            data = fresh.get_block(text)
+            times.append(time.perf_counter() - t)
+            assert len(data) == 1024
+        times.sort()
+        print(
+            f"  LocalStore.get_block(cid text), {label}: mean {statistics.fmean(times) * 1e3:.3f} ms, "
+            f"p99 {times[int(len(times) * 0.99)] * 1e3:.3f} ms over {len(times)} random blocks"
+        )
 
     import click.testing
     import typer.main
@@ -210,13 +214,15 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=100_000)
     parser.add_argument("--dir", type=Path, default=None, help="Where to put the stores (default: a temp dir).")
     parser.add_argument("--skip-get", action="store_true")
+    parser.add_argument("--skip-put", action="store_true")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="gb-bench-", dir=args.dir))
     try:
         import greenbench
 
         print(f"cpus: {os.cpu_count()}  base dir: {base}  greenbench: {Path(greenbench.__file__).parent}")
-        bench_put(args.size_mib, base)
+        if not args.skip_put:
+            bench_put(args.size_mib, base)
         if not args.skip_get:
             bench_get(args.blocks, base)
     finally:
