@@ -17,7 +17,9 @@ Terms:
         was already in the store); a CAR import's pack has the CAR's new blocks end to end. One
         sequential file instead of one file per block: creating and syncing hundreds of 1 MiB files
         cost more than hashing them (tests/benchmarks/bench_store.py), and a CAR of 100,000 small
-        blocks imports as one file.
+        blocks imports as one file. A pack ends with a trailer listing its blocks (multihash, offset,
+        length), so a lost index is rebuilt from the packs (:meth:`LocalStore.reindex_packs`, run by
+        itself when ``index.sqlite`` is missing).
     index: ``index.sqlite`` (WAL mode, busy timeout). Table ``packed`` maps a multihash to its pack,
         offset and length; table ``results`` has one row per indexed result CID with its signer,
         profile, backend, hardware and headline metrics, for fast queries without reading blocks.
@@ -155,6 +157,7 @@ def _os_error(exc: OSError, what: str, path: Path) -> StoreError:
 
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
 _DIRECT_ALIGN = 4096  # O_DIRECT wants sizes (and buffers) aligned to the logical block size; 4 KiB covers all
+_BUFFERS_PER_WORKER = 4  # chunks in flight per hashing worker (tests/benchmarks/bench_store.py)
 _DIRECT_MIN = 256 * 1024  # below this the page cache is as fast, and small blocks are common
 _REPAIR_HINT = "store it again from a good copy (greenbench store put FILE, or store car import)"
 _PACK_NAME = re.compile(r"[0-9a-f]{32}\.pack")
@@ -193,6 +196,8 @@ class _Pack:
 
     def _open(self) -> None:
         store = self.store
+        # The index exists before any pack does, so "packs but no index" always means a lost index.
+        store._connect().close()
         if not store.packs_dir.is_dir():
             store.packs_dir.mkdir(exist_ok=True)
             _fsync_path(store.root)
@@ -247,29 +252,21 @@ class _Pack:
         if self.fd < 0:
             return  # every chunk was already stored
         store = self.store
-        os.ftruncate(self.fd, self.end)
-        os.fsync(self.fd)
+        os.ftruncate(self.fd, self.end)  # drops the padding of an O_DIRECT tail
+        # The trailer makes the pack self-describing, so the index can be rebuilt from the packs alone
+        # (LocalStore.reindex_packs). Buffered, through a second descriptor: it is not 4 KiB aligned.
+        fd = os.open(self.path, os.O_WRONLY)
+        try:
+            _pwrite_all(fd, memoryview(_pack_trailer(self.rows, self.end)), self.end)
+            os.fsync(fd)  # file data (both descriptors' writes) and size
+        finally:
+            os.close(fd)
         os.close(self.fd)
         self.fd = -1
         _fsync_path(store.packs_dir)
         store._upgrade_marker()
-        conn = store._connect()
-        try:
-            conn.execute("BEGIN IMMEDIATE")  # one transaction, one WAL sync (autocommit would sync every row)
-            try:
-                before = conn.total_changes
-                conn.executemany("INSERT OR IGNORE INTO packed (mh, pack, offset, length) VALUES (?, ?, ?, ?)", self.rows)
-                self.inserted = inserted = conn.total_changes - before
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            self.abort()
-            raise StoreError(f"cannot write the index {store.index_path}: {exc}") from None
-        finally:
-            conn.close()
-        if not inserted:
+        self.inserted = store._insert_packed(self.rows)
+        if not self.inserted:
             self.abort()
 
     def abort(self) -> None:
@@ -299,6 +296,7 @@ class LocalStore:
         self.index_path = self.root / "index.sqlite"
         self.workers = workers or min(8, os.cpu_count() or 1)
         self._thread_local = threading.local()
+        self._init_lock = threading.Lock()
         self._direct_ok = bool(_O_DIRECT) and os.environ.get("GREENBENCH_STORE_NO_DIRECT") != "1"
         self._ready = False
         self._index_ready = False
@@ -373,7 +371,9 @@ class LocalStore:
         conn = getattr(self._thread_local, "conn", None)
         if conn is None:
             if not self.index_path.exists():
-                return None
+                if not any(self._pack_files()):
+                    return None
+                self.reindex_packs()  # the index was lost (deleted, moved away): rebuild it from the packs
             try:
                 conn = sqlite3.connect(self.index_path, timeout=_SQLITE_TIMEOUT_S, isolation_level=None)
             except sqlite3.Error as exc:
@@ -439,6 +439,55 @@ class LocalStore:
             raise StoreError(f"cannot write the index {self.index_path}: {exc}") from None
         finally:
             conn.close()
+
+    def _pack_files(self) -> Iterator[Path]:
+        if self.packs_dir.is_dir():
+            for entry in sorted(self.packs_dir.iterdir()):
+                if _PACK_NAME.fullmatch(entry.name):
+                    yield entry
+
+    def reindex_packs(self) -> int:
+        """Rebuild the index of packed blocks from the packs' own trailers; returns the blocks indexed.
+
+        Runs by itself when ``index.sqlite`` is missing but packs are there. Every block is read and
+        verified against its multihash first: a damaged one is left out (it then reads as missing, and
+        storing it again repairs it). Packs without a trailer (their writer died) are skipped.
+        The result index is not rebuilt (publish or index the results again).
+        """
+        rows: list[tuple[bytes, str, int, int]] = []
+        for path in self._pack_files():
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                for mh, offset, length in _read_trailer(fd, os.fstat(fd).st_size):
+                    cid = _raw_cid(mh)
+                    if cid is not None and cid.can_verify and cid.verify(os.pread(fd, length, offset)):
+                        rows.append((mh, path.name, offset, length))
+            finally:
+                os.close(fd)
+        return self._insert_packed(rows)
+
+    def _insert_packed(self, rows: list[tuple[bytes, str, int, int]]) -> int:
+        """Add ``packed`` rows in one transaction (one WAL sync; autocommit would sync every row), the
+        first copy of a block winning. Returns how many went in."""
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                before = conn.total_changes
+                conn.executemany("INSERT OR IGNORE INTO packed (mh, pack, offset, length) VALUES (?, ?, ?, ?)", rows)
+                inserted = conn.total_changes - before
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write the index {self.index_path}: {exc}") from None
+        finally:
+            conn.close()
+        return inserted
 
     def _upgrade_marker(self) -> None:
         """Mark a version-1 store as version 2 before its first pack becomes visible."""
@@ -724,7 +773,7 @@ class LocalStore:
 
         self._ensure()
         pack = _Pack(self, direct=True)
-        free = [mmap.mmap(-1, CHUNK_SIZE) for _ in range(4 * self.workers)]
+        free = [mmap.mmap(-1, CHUNK_SIZE) for _ in range(_BUFFERS_PER_WORKER * self.workers)]
         chunks: list[CID] = []
         seen: set[bytes] = set()
         total = 0
@@ -922,16 +971,34 @@ class LocalStore:
         conn.execute(f"PRAGMA busy_timeout = {int(_SQLITE_TIMEOUT_S * 1000)}")
         conn.execute("PRAGMA synchronous = FULL")  # a commit is durable before it returns (packs depend on it)
         if not self._index_ready:
+            with self._init_lock:
+                if not self._index_ready:
+                    self._init_index(conn)
+        return conn
+
+    def _init_index(self, conn: sqlite3.Connection) -> None:
+        """WAL mode and the schema. Switching a new database to WAL takes an exclusive lock that SQLite's
+        busy handler does not wait for, so writers that create the index at once (several processes on
+        a new store) retry here until the busy timeout."""
+        deadline = time.monotonic() + _SQLITE_TIMEOUT_S
+        while True:
             try:
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if mode.lower() != "wal":
-                    raise StoreError(f"cannot put the result index {self.index_path} in WAL mode (got {mode})")
+                    conn.close()
+                    raise StoreError(f"cannot put the index {self.index_path} in WAL mode (got {mode})")
                 conn.executescript(_SCHEMA)
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) and time.monotonic() < deadline:
+                    time.sleep(0.005)
+                    continue
+                conn.close()
+                raise StoreError(f"cannot initialise the index {self.index_path}: {exc}") from None
             except sqlite3.Error as exc:
                 conn.close()
-                raise StoreError(f"cannot initialise the result index {self.index_path}: {exc}") from None
-            self._index_ready = True
-        return conn
+                raise StoreError(f"cannot initialise the index {self.index_path}: {exc}") from None
+        self._index_ready = True
 
     def index_result(self, cid: CID | str, info: dict[str, Any]) -> None:
         """Add (or replace) the index row of the result stored under ``cid``.
@@ -1118,6 +1185,46 @@ def _regular_file(fh: Any) -> tuple[int, int, int] | None:
     except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
         return None
     return fd, pos, max(0, st.st_size - pos)
+
+
+_TRAILER_MAGIC = b"GBPACK\x00\x01"
+_TRAILER_FOOTER = 24  # magic, then the rows' offset and length as little-endian uint64
+
+
+def _pack_trailer(rows: list[tuple[bytes, str, int, int]], at: int) -> bytes:
+    """The trailer a pack ends with: its rows (varint length + multihash, varint offset, varint length),
+    then the footer."""
+    body = bytearray()
+    for mh, _, offset, length in rows:
+        body += mf.encode_varint(len(mh)) + mh + mf.encode_varint(offset) + mf.encode_varint(length)
+    return bytes(body) + _TRAILER_MAGIC + at.to_bytes(8, "little") + len(body).to_bytes(8, "little")
+
+
+def _read_trailer(fd: int, size: int) -> list[tuple[bytes, int, int]]:
+    """The ``(multihash, offset, length)`` rows of a pack's trailer; [] for a pack without a valid one
+    (a writer died before committing it)."""
+    if size < _TRAILER_FOOTER:
+        return []
+    footer = os.pread(fd, _TRAILER_FOOTER, size - _TRAILER_FOOTER)
+    if footer[:8] != _TRAILER_MAGIC:
+        return []
+    at, length = int.from_bytes(footer[8:16], "little"), int.from_bytes(footer[16:24], "little")
+    if at + length + _TRAILER_FOOTER != size:
+        return []
+    body = os.pread(fd, length, at)
+    rows, pos = [], 0
+    try:
+        while pos < len(body):
+            n, pos = mf.decode_varint(body, pos)
+            mh, pos = body[pos : pos + n], pos + n
+            offset, pos = mf.decode_varint(body, pos)
+            block_len, pos = mf.decode_varint(body, pos)
+            if len(mh) != n or offset + block_len > at:
+                return []
+            rows.append((bytes(mh), offset, block_len))
+    except StoreError:
+        return []
+    return rows
 
 
 def _raw_cid(mh: bytes) -> CID | None:
