@@ -379,19 +379,21 @@ def test_direct_write_refused_midway_falls_back(tmp_path, monkeypatch):
     if not local_mod._O_DIRECT:
         pytest.skip("no O_DIRECT on this platform")
     real = local_mod._pwrite_all
-    state = {"failed": 0}
+    state = {"calls": 0, "failed_at": None}
 
     def failing_second(fd, data, offset):
-        if offset == local_mod.CHUNK_SIZE and not state["failed"]:  # the second chunk's O_DIRECT write
-            state["failed"] = 1
+        state["calls"] += 1
+        if state["calls"] == 2:  # the second O_DIRECT write, after a first that went through
+            state["failed_at"] = offset
             raise OSError(_errno.EINVAL, "alignment refused")
         return real(fd, data, offset)
 
     monkeypatch.setattr(local_mod, "_pwrite_all", failing_second)
-    f, data = _big_file(tmp_path)
+    # 9 chunks, at most _WRITE_RUN (4) per write: there is always a second write
+    f, data = _big_file(tmp_path, size=8 * local_mod.CHUNK_SIZE + 123)
     store = local_mod.LocalStore(tmp_path / "s", workers=1)
     root = store.put_file(f)
-    assert state["failed"] and store._direct_ok is False
+    assert state["failed_at"] and store._direct_ok is False
     assert b"".join(store.cat(root)) == data
     assert [_pack_data(p) for p in _packs(store.root)] == [data]
 

@@ -157,7 +157,8 @@ def _os_error(exc: OSError, what: str, path: Path) -> StoreError:
 
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
 _DIRECT_ALIGN = 4096  # O_DIRECT wants sizes (and buffers) aligned to the logical block size; 4 KiB covers all
-_BUFFERS_PER_WORKER = 4  # chunks in flight per hashing worker (tests/benchmarks/bench_store.py)
+_BUFFERS_PER_WORKER = 8  # 1 MiB slots of the put_file ring per hashing worker (tests/benchmarks/bench_store.py)
+_WRITE_RUN = 4  # consecutive hashed chunks written in one call
 _DIRECT_MIN = 256 * 1024  # below this the page cache is as fast, and small blocks are common
 _REPAIR_HINT = "store it again from a good copy (greenbench store put FILE, or store car import)"
 _PACK_NAME = re.compile(r"[0-9a-f]{32}\.pack")
@@ -213,25 +214,31 @@ class _Pack:
                 store._direct_ok = False  # this filesystem refuses O_DIRECT: buffered writes from now on
         self.fd = os.open(self.path, flags, 0o644)
 
-    def write(self, index: int, mh: bytes, buf: Any, n: int) -> None:
-        """Write chunk ``index`` (the first ``n`` bytes of the page-aligned ``buf``) at ``index * CHUNK_SIZE``."""
+    def write(self, index: int, view: memoryview, chunks: list[tuple[bytes, int]]) -> None:
+        """Write consecutive chunks ``index, index + 1, ...`` in one call, at ``index * CHUNK_SIZE``.
+
+        ``chunks`` are their ``(multihash, length)``; their bytes lie back to back in the page-aligned
+        ``view``, each CHUNK_SIZE long but the last.
+        """
         if self.fd < 0:
             self._open()
         offset = index * CHUNK_SIZE
+        length = (len(chunks) - 1) * CHUNK_SIZE + chunks[-1][1]
         if self.direct:
             # O_DIRECT wants whole 4 KiB blocks: a short last chunk goes out padded with whatever the buffer
-            # holds past it, and commit() truncates the pack back to its true length.
+            # holds past it (still inside its slot), and commit() truncates the pack back to its true length.
             try:
-                _pwrite_all(self.fd, memoryview(buf)[: -(-n // _DIRECT_ALIGN) * _DIRECT_ALIGN], offset)
+                _pwrite_all(self.fd, view[: -(-length // _DIRECT_ALIGN) * _DIRECT_ALIGN], offset)
             except OSError as exc:
                 if exc.errno != errno.EINVAL:
                     raise
                 self._to_buffered()
-                _pwrite_all(self.fd, memoryview(buf)[:n], offset)
+                _pwrite_all(self.fd, view[:length], offset)
         else:
-            _pwrite_all(self.fd, memoryview(buf)[:n], offset)
-        self.rows.append((mh, self.path.name, offset, n))
-        self.end = max(self.end, offset + n)
+            _pwrite_all(self.fd, view[:length], offset)
+        for k, (mh, n) in enumerate(chunks):
+            self.rows.append((mh, self.path.name, offset + k * CHUNK_SIZE, n))
+        self.end = max(self.end, offset + length)
 
     def append(self, mh: bytes, data: bytes | memoryview) -> None:
         """Write a block of any size at the end of the pack (buffered writes)."""
@@ -764,56 +771,82 @@ class LocalStore:
     def _put_chunks(self, jobs: Iterable[Any], name: str, load, size: int | None, progress: Progress | None) -> CID:
         """Store the chunks ``load(job, buffer) -> length`` in one pack, then write the root.
 
-        A pipeline: the workers fill and hash page-aligned 1 MiB buffers in parallel (hashlib releases
-        the GIL), and this thread writes each chunk to the pack in order, as soon as it is hashed, then
-        hands its buffer back. One sequential writer measured faster than writers in every worker
-        (tests/benchmarks/bench_store.py), and memory stays at ``4 * workers`` MiB whatever the file size.
+        A pipeline over a ring of 1 MiB slots in one page-aligned buffer (chunk ``i`` in slot
+        ``i % slots``): the workers fill and hash slots in parallel (hashlib releases the GIL), and this
+        thread writes the chunks in order as soon as they are hashed, up to :data:`_WRITE_RUN` of them
+        (consecutive, already hashed) in one call, then reuses their slots. One sequential writer
+        measured faster than a writer in every worker, and fewer, larger writes faster again, on a
+        disk whose writes wait on the CPUs the hashing keeps busy (tests/benchmarks/bench_store.py).
+        Memory stays at ``slots`` MiB whatever the file size.
         """
         import mmap
 
         self._ensure()
         pack = _Pack(self, direct=True)
-        free = [mmap.mmap(-1, CHUNK_SIZE) for _ in range(_BUFFERS_PER_WORKER * self.workers)]
+        slots = _BUFFERS_PER_WORKER * self.workers
+        ring = mmap.mmap(-1, slots * CHUNK_SIZE)
+        view = memoryview(ring)
         chunks: list[CID] = []
         seen: set[bytes] = set()
         total = 0
         max_chunks = _max_chunks()
 
-        def hash_chunk(job: Any, buf: Any) -> tuple[CID, int, bool]:
+        def slot(index: int) -> memoryview:
+            start = (index % slots) * CHUNK_SIZE
+            return view[start : start + CHUNK_SIZE]
+
+        def hash_chunk(index: int, job: Any) -> tuple[CID, int, bool]:
+            buf = slot(index)
             n = load(job, buf)
-            cid = CID(1, RAW, SHA2_256, hashlib.sha256(memoryview(buf)[:n]).digest())
+            cid = CID(1, RAW, SHA2_256, hashlib.sha256(buf[:n]).digest())
             return cid, n, self._present(cid, n)  # looked up here, in parallel, not in the writing thread
 
-        def finish(index: int, buf: Any, future) -> None:
-            nonlocal total
-            cid, n, present = future.result()
-            if not present and cid.multihash not in seen:
-                pack.write(index, cid.multihash, buf, n)
-            seen.add(cid.multihash)
-            chunks.append(cid)
-            total += n
-            free.append(buf)
-            if progress is not None:
-                progress(total, size)
+        def write(run: list[tuple[int, bytes, int]]) -> None:
+            if run:
+                first = run[0][0]
+                pack.write(first, view[(first % slots) * CHUNK_SIZE :], [(mh, n) for _, mh, n in run])
+                run.clear()
 
         try:
             with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="gb-store") as pool:
                 inflight: deque = deque()
+                todo = enumerate(jobs)
                 try:
-                    for index, job in enumerate(jobs):
-                        if index >= max_chunks:
-                            raise StoreError(
-                                f"{name} is larger than a chunked file can be ({max_chunks} chunks of {CHUNK_SIZE} bytes)",
-                                "split the file, or publish it to IPFS with Kubo (`ipfs add`)",
-                            )
-                        if not free:
-                            finish(*inflight.popleft())
-                        buf = free.pop()
-                        inflight.append((index, buf, pool.submit(hash_chunk, job, buf)))
-                    while inflight:
-                        finish(*inflight.popleft())
+                    while True:
+                        # Refill every free slot (a slot is free once its chunk is written or skipped).
+                        while len(inflight) < slots and (item := next(todo, None)) is not None:
+                            index, job = item
+                            if index >= max_chunks:
+                                raise StoreError(
+                                    f"{name} is larger than a chunked file can be "
+                                    f"({max_chunks} chunks of {CHUNK_SIZE} bytes)",
+                                    "split the file, or publish it to IPFS with Kubo (`ipfs add`)",
+                                )
+                            inflight.append((index, pool.submit(hash_chunk, index, job)))
+                        if not inflight:
+                            break
+                        # The oldest chunk (waiting for it), then the ones after it that are already hashed.
+                        run: list[tuple[int, bytes, int]] = []
+                        taken = 0
+                        while inflight and taken < _WRITE_RUN:
+                            index, future = inflight[0]
+                            if taken and (not future.done() or index % slots == 0):  # not ready, or the ring wraps
+                                break
+                            inflight.popleft()
+                            taken += 1
+                            cid, n, present = future.result()
+                            chunks.append(cid)
+                            total += n
+                            if present or cid.multihash in seen:
+                                write(run)  # a hole in the pack: the run stops here
+                            else:
+                                run.append((index, cid.multihash, n))
+                            seen.add(cid.multihash)
+                        write(run)
+                        if progress is not None:
+                            progress(total, size)
                 except BaseException:
-                    for _, _, future in inflight:
+                    for _, future in inflight:
                         future.cancel()
                     raise
             pack.commit()
