@@ -507,15 +507,163 @@ def test_version_1_store_is_read_and_upgraded_by_its_first_pack(tmp_path):
     assert b"".join(LocalStore(root).cat(big)) == data
 
 
-def test_clean_tmp_removes_only_unreferenced_packs(store, tmp_path):
+def test_clean_tmp_deletes_dead_writers_leftovers_and_keeps_good_packs(store, tmp_path):
     f, data = _big_file(tmp_path)
     root = store.put_file(f)
-    orphan = store.root / "packs" / ("0" * 32 + ".pack")
-    orphan.write_bytes(b"left by a writer that crashed")
+    damaged = store.root / "packs" / ("0" * 32 + ".pack")
+    damaged.write_bytes(b"no trailer: not a pack greenbench finished")
     (store.root / "packs" / "notes.txt").write_text("not a pack: never touched")
-    assert store.clean_tmp(older_than_s=0) == 1
-    assert not orphan.exists() and (store.root / "packs" / "notes.txt").exists()
+    unfinished = store.root / "tmp" / ("1" * 32 + ".pack")
+    unfinished.write_bytes(b"a writer died while writing this")
+    # A pack whose writer died after moving it into packs/ but before its rows went in: complete, so
+    # clean_tmp indexes it rather than deleting it.
+    other = LocalStore(tmp_path / "other")
+    other_root = other.put_file(io.BytesIO(bytes(range(256)) * 8192 + b"tail"))
+    (orphan,) = _packs(other.root)
+    (store.root / "packs" / orphan.name).write_bytes(orphan.read_bytes())
+    assert not store.has(dagjson.decode(other.get_block(other_root))["chunks"][0])
+    assert store.clean_tmp(older_than_s=0) == 2  # the damaged pack and the unfinished one
+    assert not damaged.exists() and not unfinished.exists() and (store.root / "packs" / "notes.txt").exists()
+    assert all(store.has(c) for c in dagjson.decode(other.get_block(other_root))["chunks"])
     assert b"".join(store.cat(root)) == data
+
+
+def test_clean_tmp_leaves_a_writers_locked_pack_alone(store, tmp_path):
+    """clean_tmp running while a writer is between moving its pack into packs/ and committing its rows."""
+    f, data = _big_file(tmp_path)
+    seen = {}
+    real = store._upgrade_marker
+
+    def meanwhile():  # runs after the rename, before the rows go in
+        seen["removed"] = LocalStore(store.root).clean_tmp(older_than_s=0)
+        real()
+
+    store._upgrade_marker = meanwhile
+    root = store.put_file(f)
+    assert seen["removed"] == 0 and len(_packs(store.root)) == 1
+    assert b"".join(LocalStore(store.root).cat(root)) == data
+
+
+def test_clean_tmp_never_deletes_packs_when_the_index_is_unreadable(store, tmp_path, monkeypatch):
+    import sqlite3
+
+    from greenbench.store import local as local_mod
+
+    f, data = _big_file(tmp_path)
+    root = store.put_file(f)
+
+    def busy(conn, pack):  # another process holds the index past the busy timeout
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(local_mod, "_names_pack", busy)
+    with pytest.raises(StoreError, match="database is locked"):
+        LocalStore(store.root).clean_tmp(older_than_s=0)
+    monkeypatch.undo()
+    assert len(_packs(store.root)) == 1
+    assert b"".join(LocalStore(store.root).cat(root)) == data
+
+
+def test_concurrent_reindex_during_commit_keeps_the_pack(store, tmp_path):
+    """Another process re-indexes between a writer's rename and its row insert: the writer's rows are
+    then all ignored, yet its pack is the one they name, so it must stay."""
+    f, data = _big_file(tmp_path)
+    real = store._upgrade_marker
+
+    def meanwhile():
+        other = LocalStore(store.root)
+        other.reindex_packs()
+        assert other.has(cid_for(data[:CHUNK_SIZE]))  # the writer's rows, read from its trailer, are in
+        real()
+
+    store._upgrade_marker = meanwhile
+    root = store.put_file(f)
+    assert len(_packs(store.root)) == 1
+    assert b"".join(LocalStore(store.root).cat(root, precheck=True)) == data
+
+
+def test_interrupt_after_the_rows_went_in_keeps_the_pack(store, tmp_path):
+    f, data = _big_file(tmp_path)
+    real = store._insert_packed
+
+    def insert_then_interrupt(*args, **kwargs):
+        real(*args, **kwargs)  # committed: the rows are visible to every process
+        raise KeyboardInterrupt  # Ctrl-C one bytecode later
+
+    store._insert_packed = insert_then_interrupt
+    with pytest.raises(KeyboardInterrupt):
+        store.put_file(f)
+    fresh = LocalStore(store.root)
+    assert len(_packs(store.root)) == 1
+    assert _all_blocks_verify(fresh) == 4  # every visible block readable; the root was never written
+
+
+def test_interrupt_before_the_rows_went_in_removes_the_pack(store, tmp_path):
+    f, _ = _big_file(tmp_path)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    store._insert_packed = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        store.put_file(f)
+    assert _packs(store.root) == [] and list((store.root / "tmp").iterdir()) == []
+    assert list(LocalStore(store.root).iter_cids()) == []
+
+
+def test_index_recreated_empty_is_rebuilt_before_use(store, tmp_path):
+    f, data = _big_file(tmp_path)
+    root = store.put_file(f)
+    small = store.put_block(b"a result")
+    for name in ("index.sqlite", "index.sqlite-wal", "index.sqlite-shm"):
+        (store.root / name).unlink(missing_ok=True)
+    again = LocalStore(store.root)
+    again.index_result(small, {"signer": "me"})  # writes the index first (as `publish` would)
+    assert b"".join(again.cat(root, precheck=True)) == data
+    assert again.clean_tmp(older_than_s=0) == 0 and len(_packs(store.root)) == 1
+
+
+def test_lost_index_is_rebuilt_once_whatever_the_threads(store, tmp_path, monkeypatch):
+    from greenbench.store import local as local_mod
+
+    for _ in range(3):
+        store.put_file(io.BytesIO(os.urandom(4 * CHUNK_SIZE)))
+    for name in ("index.sqlite", "index.sqlite-wal", "index.sqlite-shm"):
+        (store.root / name).unlink(missing_ok=True)
+    calls = []
+    real = local_mod.LocalStore._verified_pack_rows
+    monkeypatch.setattr(local_mod.LocalStore, "_verified_pack_rows", lambda self, p: calls.append(p) or real(self, p))
+    again = local_mod.LocalStore(store.root, workers=4)
+    again.put_file(io.BytesIO(os.urandom(8 * CHUNK_SIZE)))  # four workers look blocks up at once
+    assert len(calls) == 3  # each of the three packs read once
+
+
+def test_damaged_index_is_a_clean_error(store, tmp_path):
+    f, _ = _big_file(tmp_path)
+    root = store.put_file(f)
+    for name in ("index.sqlite-wal", "index.sqlite-shm"):
+        (store.root / name).unlink(missing_ok=True)
+    (store.root / "index.sqlite").write_bytes(b"not a database " * 500)
+    for call in (
+        lambda s: b"".join(s.cat(root)),
+        lambda s: list(s.iter_cids()),
+        lambda s: s.clean_tmp(0),
+        lambda s: s.put_file(io.BytesIO(os.urandom(2 * CHUNK_SIZE + 1))),
+        lambda s: s.import_car(BASIC),
+        lambda s: s.query_results(),
+    ):
+        with pytest.raises(StoreError, match="index") as info:
+            call(LocalStore(store.root))
+        assert "move it away" in (info.value.hint or "") or "index" in str(info.value)
+
+
+def test_missing_packs_directory_keeps_the_index(store, tmp_path):
+    f, data = _big_file(tmp_path)
+    root = store.put_file(f)
+    (store.root / "packs").rename(store.root / "packs.away")  # unmounted, or being moved
+    with pytest.raises(StoreError, match="missing"):
+        b"".join(LocalStore(store.root).cat(root))
+    (store.root / "packs.away").rename(store.root / "packs")
+    assert b"".join(LocalStore(store.root).cat(root)) == data
 
 
 def test_index_naming_a_pack_outside_the_store_is_refused(store, tmp_path):

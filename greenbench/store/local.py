@@ -19,7 +19,7 @@ Terms:
         cost more than hashing them (tests/benchmarks/bench_store.py), and a CAR of 100,000 small
         blocks imports as one file. A pack ends with a trailer listing its blocks (multihash, offset,
         length), so a lost index is rebuilt from the packs (:meth:`LocalStore.reindex_packs`, run by
-        itself when ``index.sqlite`` is missing).
+        itself when a store with packs finds its index missing or empty).
     index: ``index.sqlite`` (WAL mode, busy timeout). Table ``packed`` maps a multihash to its pack,
         offset and length; table ``results`` has one row per indexed result CID with its signer,
         profile, backend, hardware and headline metrics, for fast queries without reading blocks.
@@ -30,7 +30,7 @@ Layout of a store directory::
     blocks/<2 chars>/<key>         one file per single block (put_block, put_verified); key = base32
                                    of the multihash, the shard is the two characters before its last
     packs/<random>.pack            blocks of chunked files and CAR imports, found through ``packed``
-    tmp/                           temporary files of writes in progress (same filesystem)
+    tmp/                           temporary files and packs of writes in progress (same filesystem)
     index.sqlite                   the index
 
     Version 1 (no packs) is read as it is and becomes version 2 when its first pack is written, so an
@@ -38,12 +38,13 @@ Layout of a store directory::
 
 Guarantees:
     * Writes are atomic: a single block is written to ``tmp/``, fsynced, renamed into place and its
-      shard directory fsynced, so a crash mid-write never leaves a visible partial block. A pack
-      becomes visible only when its rows are committed to ``packed`` (one transaction), after the pack
-      and its directory are fsynced; a crash before that leaves an unreferenced pack that
-      :meth:`LocalStore.clean_tmp` deletes. Large aligned writes use O_DIRECT where the filesystem
-      allows it (past the page cache, which on some hosts costs several times the hashing); the
-      durability steps are the same.
+      shard directory fsynced, so a crash mid-write never leaves a visible partial block. A pack is
+      written in ``tmp/`` under a lock, gets its trailer, is fsynced, renamed into ``packs/`` (directory
+      fsynced), and becomes visible only when its rows are committed to ``packed`` (one transaction);
+      its writer holds the lock until then. :meth:`LocalStore.clean_tmp` deletes what dead writers
+      left in ``tmp/`` and re-indexes a pack that reached ``packs/`` without its rows. Large aligned
+      writes use O_DIRECT where the filesystem allows it (past the page cache, which on some hosts
+      costs several times the hashing); the durability steps are the same.
     * Every read re-hashes the block: :meth:`LocalStore.get_block` raises :class:`VerificationError`
       (exit 1) for a corrupted block instead of returning its bytes.
     * Bytes that do not match their CID are never stored: :meth:`LocalStore.put_verified` raises
@@ -57,6 +58,7 @@ Guarantees:
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import io
 import json
@@ -67,6 +69,7 @@ import tempfile
 import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
@@ -160,6 +163,10 @@ _DIRECT_ALIGN = 4096  # O_DIRECT wants sizes (and buffers) aligned to the logica
 _BUFFERS_PER_WORKER = 8  # 1 MiB slots of the put_file ring per hashing worker (tests/benchmarks/bench_store.py)
 _WRITE_RUN = 4  # consecutive hashed chunks written in one call
 _DIRECT_MIN = 256 * 1024  # below this the page cache is as fast, and small blocks are common
+_INDEX_HINT = (
+    "if the file is damaged, move it away: greenbench rebuilds the block index from the packs "
+    "(results must then be published again to be indexed)"
+)
 _REPAIR_HINT = "store it again from a good copy (greenbench store put FILE, or store car import)"
 _PACK_NAME = re.compile(r"[0-9a-f]{32}\.pack")
 
@@ -177,9 +184,11 @@ _RESULT_FILTERS: dict[str, tuple[str, Any]] = {
 class _Pack:
     """New blocks of one write (a chunked file, a CAR import) in a pack of their own (module docstring).
 
-    Nothing is visible until :meth:`commit`: the pack and its directory are fsynced, and only then are
-    its rows inserted into ``packed``, in one transaction. A pack none of whose rows went in (another
-    writer committed the same blocks first) is deleted.
+    The pack is written in ``tmp/`` under an exclusive ``flock``, which it keeps until its rows are in.
+    :meth:`commit` truncates it, appends the trailer, fsyncs it, renames it into ``packs/``, fsyncs that
+    directory, and only then inserts its rows into ``packed``, in one transaction. A pack no row names
+    afterwards (another writer committed the same blocks first) is deleted. An error or Ctrl-C before
+    the rows are in deletes the pack; one after leaves it, since it is visible.
 
     Args:
         direct: try O_DIRECT (for page-aligned buffers written at 1 MiB offsets by :meth:`write`).
@@ -187,32 +196,36 @@ class _Pack:
 
     def __init__(self, store: "LocalStore", direct: bool):
         self.store = store
-        self.path = store.packs_dir / f"{os.urandom(16).hex()}.pack"
-        self.fd = -1
+        self.name = f"{os.urandom(16).hex()}.pack"
+        self.path = store.tmp_dir / self.name
+        self.lock_fd = -1  # buffered descriptor holding the flock (and writing the trailer)
+        self.fd = -1  # the data descriptor: O_DIRECT where possible, else lock_fd
         self.want_direct = direct
         self.direct = False
         self.rows: list[tuple[bytes, str, int, int]] = []
         self.end = 0
         self.inserted = 0
+        self.inserting = False
+        self.committed = False
 
     def _open(self) -> None:
         store = self.store
-        # The index exists before any pack does, so "packs but no index" always means a lost index.
+        # The index exists before any pack does: packs without an index always mean a lost index.
         store._connect().close()
         if not store.packs_dir.is_dir():
             store.packs_dir.mkdir(exist_ok=True)
             _fsync_path(store.root)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        self.lock_fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fcntl.flock(self.lock_fd, fcntl.LOCK_EX)  # clean_tmp leaves a locked pack alone
+        self.fd = self.lock_fd
         if self.want_direct and store._direct_ok:
             try:
-                self.fd = os.open(self.path, flags | _O_DIRECT, 0o644)
+                self.fd = os.open(self.path, os.O_WRONLY | _O_DIRECT)
                 self.direct = True
-                return
             except OSError as exc:
                 if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
                     raise
                 store._direct_ok = False  # this filesystem refuses O_DIRECT: buffered writes from now on
-        self.fd = os.open(self.path, flags, 0o644)
 
     def write(self, index: int, view: memoryview, chunks: list[tuple[bytes, int]]) -> None:
         """Write consecutive chunks ``index, index + 1, ...`` in one call, at ``index * CHUNK_SIZE``.
@@ -237,7 +250,7 @@ class _Pack:
         else:
             _pwrite_all(self.fd, view[:length], offset)
         for k, (mh, n) in enumerate(chunks):
-            self.rows.append((mh, self.path.name, offset + k * CHUNK_SIZE, n))
+            self.rows.append((mh, self.name, offset + k * CHUNK_SIZE, n))
         self.end = max(self.end, offset + length)
 
     def append(self, mh: bytes, data: bytes | memoryview) -> None:
@@ -245,41 +258,53 @@ class _Pack:
         if self.fd < 0:
             self._open()
         _pwrite_all(self.fd, memoryview(data), self.end)
-        self.rows.append((mh, self.path.name, self.end, len(data)))
+        self.rows.append((mh, self.name, self.end, len(data)))
         self.end += len(data)
 
     def _to_buffered(self) -> None:
-        """The filesystem refused an O_DIRECT write (alignment): reopen the pack for buffered writes."""
-        fd = os.open(self.path, os.O_WRONLY)
+        """The filesystem refused an O_DIRECT write (alignment): buffered writes from now on."""
         os.close(self.fd)
-        self.fd, self.direct = fd, False
+        self.fd, self.direct = self.lock_fd, False
         self.store._direct_ok = False
 
     def commit(self) -> None:
         if self.fd < 0:
-            return  # every chunk was already stored
+            return  # every block was already stored
         store = self.store
-        os.ftruncate(self.fd, self.end)  # drops the padding of an O_DIRECT tail
+        final = store.packs_dir / self.name
+        os.ftruncate(self.lock_fd, self.end)  # drops the padding of an O_DIRECT tail
         # The trailer makes the pack self-describing, so the index can be rebuilt from the packs alone
-        # (LocalStore.reindex_packs). Buffered, through a second descriptor: it is not 4 KiB aligned.
-        fd = os.open(self.path, os.O_WRONLY)
-        try:
-            _pwrite_all(fd, memoryview(_pack_trailer(self.rows, self.end)), self.end)
-            os.fsync(fd)  # file data (both descriptors' writes) and size
-        finally:
-            os.close(fd)
-        os.close(self.fd)
-        self.fd = -1
+        # (LocalStore.reindex_packs). Buffered (lock_fd): it is not 4 KiB aligned.
+        _pwrite_all(self.lock_fd, memoryview(_pack_trailer(self.rows, self.end)), self.end)
+        os.fsync(self.lock_fd)  # the file's data (through either descriptor) and size
+        os.replace(self.path, final)
+        self.path = final
         _fsync_path(store.packs_dir)
         store._upgrade_marker()
-        self.inserted = store._insert_packed(self.rows)
-        if not self.inserted:
-            self.abort()
+        self.inserting = True
+        self.inserted, self.committed = store._insert_packed(self.rows, self.name)
+        self._close()
+        if not self.committed:  # no row names this pack: every block had a copy elsewhere first
+            self._unlink()
 
     def abort(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        """Undo an unfinished write. Keeps the pack if its rows went in (an interruption after the commit)."""
+        keep = self.committed
+        if self.inserting and not keep:
+            try:
+                keep = self.store._pack_referenced(self.name)
+            except (StoreError, sqlite3.Error):
+                keep = True  # cannot tell: keep it; clean_tmp re-indexes or deletes it later
+        self._close()
+        if not keep:
+            self._unlink()
+
+    def _close(self) -> None:
+        for fd in {self.fd, self.lock_fd} - {-1}:
+            os.close(fd)
+        self.fd = self.lock_fd = -1
+
+    def _unlink(self) -> None:
         try:
             os.unlink(self.path)
         except OSError:
@@ -378,9 +403,9 @@ class LocalStore:
         conn = getattr(self._thread_local, "conn", None)
         if conn is None:
             if not self.index_path.exists():
-                if not any(self._pack_files()):
+                if not self._has_packs():
                     return None
-                self.reindex_packs()  # the index was lost (deleted, moved away): rebuild it from the packs
+                self._connect().close()  # packs but no index: it was lost; this rebuilds it from the packs
             try:
                 conn = sqlite3.connect(self.index_path, timeout=_SQLITE_TIMEOUT_S, isolation_level=None)
             except sqlite3.Error as exc:
@@ -398,9 +423,9 @@ class LocalStore:
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):  # an index made before packs existed
                 return None
-            raise StoreError(f"cannot read the index {self.index_path}: {exc}") from None
+            raise StoreError(f"cannot read the index {self.index_path}: {exc}", _INDEX_HINT) from None
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot read the index {self.index_path}: {exc}") from None
+            raise StoreError(f"cannot read the index {self.index_path}: {exc}", _INDEX_HINT) from None
 
     def _pack_path(self, name: str) -> Path:
         if not _PACK_NAME.fullmatch(name):
@@ -417,6 +442,11 @@ class LocalStore:
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
+            if not self.packs_dir.is_dir():  # the whole directory is gone (unmounted, being moved): keep the rows
+                raise StoreError(
+                    f"block {cid} is in {path}, but {self.packs_dir} is missing",
+                    "restore or mount the store's packs directory",
+                ) from None
             self._forget_packed(None, name)
             raise VerificationError(
                 f"block {cid} was indexed in {path}, which is missing; the index entries of that pack were removed",
@@ -453,48 +483,79 @@ class LocalStore:
                 if _PACK_NAME.fullmatch(entry.name):
                     yield entry
 
+    def _has_packs(self) -> bool:
+        try:
+            with os.scandir(self.packs_dir) as it:
+                return any(_PACK_NAME.fullmatch(entry.name) for entry in it)
+        except OSError:
+            return False
+
     def reindex_packs(self) -> int:
         """Rebuild the index of packed blocks from the packs' own trailers; returns the blocks indexed.
 
-        Runs by itself when ``index.sqlite`` is missing but packs are there. Every block is read and
-        verified against its multihash first: a damaged one is left out (it then reads as missing, and
-        storing it again repairs it). Packs without a trailer (their writer died) are skipped.
-        The result index is not rebuilt (publish or index the results again).
+        Runs by itself when a store with packs has an empty (lost, recreated) index. Every block is read
+        and verified against its multihash first: a damaged one is left out (it then reads as missing,
+        and storing it again repairs it). The result index is not rebuilt (publish the results again).
         """
-        rows: list[tuple[bytes, str, int, int]] = []
-        for path in self._pack_files():
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except OSError:
-                continue
-            try:
-                for mh, offset, length in _read_trailer(fd, os.fstat(fd).st_size):
-                    cid = _raw_cid(mh)
-                    if cid is not None and cid.can_verify and cid.verify(os.pread(fd, length, offset)):
-                        rows.append((mh, path.name, offset, length))
-            finally:
-                os.close(fd)
-        return self._insert_packed(rows)
+        rows = [row for path in self._pack_files() for row in self._verified_pack_rows(path)]
+        return self._insert_packed(rows)[0]
 
-    def _insert_packed(self, rows: list[tuple[bytes, str, int, int]]) -> int:
+    def _verified_pack_rows(self, path: Path) -> list[tuple[bytes, str, int, int]]:
+        """The rows of a pack's trailer whose blocks verify; [] for a pack without a valid trailer."""
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise _os_error(exc, "read", path) from None
+        try:
+            rows = []
+            for mh, offset, length in _read_trailer(fd, os.fstat(fd).st_size):
+                cid = _raw_cid(mh)
+                if cid is not None and cid.can_verify and cid.verify(os.pread(fd, length, offset)):
+                    rows.append((mh, path.name, offset, length))
+            return rows
+        except OSError as exc:
+            raise _os_error(exc, "read", path) from None
+        finally:
+            os.close(fd)
+
+    def _insert_packed(
+        self, rows: list[tuple[bytes, str, int, int]], pack: str | None = None, conn: sqlite3.Connection | None = None
+    ) -> tuple[int, bool]:
         """Add ``packed`` rows in one transaction (one WAL sync; autocommit would sync every row), the
-        first copy of a block winning. Returns how many went in."""
-        conn = self._connect()
+        first copy of a block winning. Returns how many went in, and whether any row names ``pack``
+        afterwards (its own, or ones a concurrent re-index put in)."""
+        own = conn is None
+        if conn is None:
+            conn = self._connect()
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 before = conn.total_changes
                 conn.executemany("INSERT OR IGNORE INTO packed (mh, pack, offset, length) VALUES (?, ?, ?, ?)", rows)
                 inserted = conn.total_changes - before
+                referenced = pack is not None and _names_pack(conn, pack)
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write the index {self.index_path}: {exc}") from None
         finally:
-            conn.close()
-        return inserted
+            if own:
+                conn.close()
+        return inserted, referenced
+
+    def _pack_referenced(self, pack: str) -> bool:
+        conn = self._reader()
+        if conn is None:
+            return False
+        try:
+            return _names_pack(conn, pack)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the index {self.index_path}: {exc}") from None
 
     def _upgrade_marker(self) -> None:
         """Mark a version-1 store as version 2 before its first pack becomes visible."""
@@ -695,10 +756,10 @@ class LocalStore:
             return
         try:
             rows = conn.execute("SELECT mh FROM packed ORDER BY mh").fetchall()
-        except sqlite3.OperationalError as exc:
+        except sqlite3.Error as exc:
             if "no such table" in str(exc):
                 return
-            raise StoreError(f"cannot read the index {self.index_path}: {exc}") from None
+            raise StoreError(f"cannot read the index {self.index_path}: {exc}", _INDEX_HINT) from None
         for (mh,) in rows:
             cid = _raw_cid(mh)
             if cid is not None and not self.block_path(cid).is_file():
@@ -1001,8 +1062,12 @@ class LocalStore:
             conn = sqlite3.connect(self.index_path, timeout=_SQLITE_TIMEOUT_S, isolation_level=None)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the result index {self.index_path}: {exc}") from None
-        conn.execute(f"PRAGMA busy_timeout = {int(_SQLITE_TIMEOUT_S * 1000)}")
-        conn.execute("PRAGMA synchronous = FULL")  # a commit is durable before it returns (packs depend on it)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(_SQLITE_TIMEOUT_S * 1000)}")
+            conn.execute("PRAGMA synchronous = FULL")  # a commit is durable before it returns (packs depend on it)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreError(f"cannot open the index {self.index_path}: {exc}", _INDEX_HINT) from None
         if not self._index_ready:
             with self._init_lock:
                 if not self._index_ready:
@@ -1027,10 +1092,22 @@ class LocalStore:
                     time.sleep(0.005)
                     continue
                 conn.close()
-                raise StoreError(f"cannot initialise the index {self.index_path}: {exc}") from None
+                raise StoreError(f"cannot initialise the index {self.index_path}: {exc}", _INDEX_HINT) from None
             except sqlite3.Error as exc:
                 conn.close()
-                raise StoreError(f"cannot initialise the index {self.index_path}: {exc}") from None
+                raise StoreError(f"cannot initialise the index {self.index_path}: {exc}", _INDEX_HINT) from None
+        # Packs, but no packed rows: the index was lost and made anew. A pack always has rows (commit
+        # deletes one that has none), so rebuild them from the packs' trailers.
+        try:
+            if self._has_packs() and conn.execute("SELECT 1 FROM packed LIMIT 1").fetchone() is None:
+                rows = [row for path in self._pack_files() for row in self._verified_pack_rows(path)]
+                self._insert_packed(rows, conn=conn)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreError(f"cannot rebuild the index {self.index_path}: {exc}", _INDEX_HINT) from None
+        except BaseException:
+            conn.close()
+            raise
         self._index_ready = True
 
     def index_result(self, cid: CID | str, info: dict[str, Any]) -> None:
@@ -1135,8 +1212,14 @@ class LocalStore:
     # --- housekeeping ------------------------------------------------------------------------
 
     def clean_tmp(self, older_than_s: float = 24 * 3600) -> int:
-        """Delete what writers that crashed left (older than ``older_than_s``): temporary files, and packs
-        no index row refers to. Returns the count."""
+        """Tidy up after writers that crashed (files older than ``older_than_s``). Returns the files deleted.
+
+        Temporary files in ``tmp/`` (unfinished packs among them) are deleted unless a live writer holds
+        their lock. A pack in ``packs/`` that no index row names (its writer died between moving it
+        there and committing its rows) is complete and self-describing: it is re-indexed from its
+        trailer, every block verified, and deleted only if that leaves it without rows (every block had
+        a copy elsewhere, or none verifies).
+        """
         removed = 0
         cutoff = time.time() - older_than_s
 
@@ -1146,26 +1229,51 @@ class LocalStore:
             except OSError:
                 return False
 
-        candidates = [e for e in self.tmp_dir.iterdir() if old(e)] if self.tmp_dir.is_dir() else []
-        if self.packs_dir.is_dir():
-            packs = [e for e in self.packs_dir.iterdir() if _PACK_NAME.fullmatch(e.name) and old(e)]
-            conn = self._reader() if packs else None
-            for entry in packs:
-                try:
-                    used = conn is not None and conn.execute(
-                        "SELECT 1 FROM packed WHERE pack = ? LIMIT 1", (entry.name,)
-                    ).fetchone()
-                except sqlite3.OperationalError:
-                    used = False  # no packed table: nothing refers to any pack
-                if not used:
-                    candidates.append(entry)
-        for entry in candidates:
-            try:
-                entry.unlink()
-                removed += 1
-            except OSError:
-                pass
+        if self.tmp_dir.is_dir():
+            for entry in self.tmp_dir.iterdir():
+                if old(entry):
+                    with _locked(entry) as locked:
+                        if locked and _unlink(entry):
+                            removed += 1
+        for entry in self._pack_files():
+            if not old(entry) or self._pack_referenced(entry.name):
+                continue
+            with _locked(entry) as locked:  # a writer holds its pack's lock until the rows are in
+                if not locked:
+                    continue
+                rows = self._verified_pack_rows(entry)
+                if rows and self._insert_packed(rows, entry.name)[1]:
+                    continue
+                if not self._pack_referenced(entry.name) and _unlink(entry):
+                    removed += 1
         return removed
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[bool]:
+    """Hold an exclusive flock on ``path`` if nobody else does (yields False if taken, or gone)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+def _unlink(path: Path) -> bool:
+    try:
+        os.unlink(path)
+        return True
+    except OSError:
+        return False
 
 
 _SCHEMA = """
@@ -1258,6 +1366,10 @@ def _read_trailer(fd: int, size: int) -> list[tuple[bytes, int, int]]:
     except StoreError:
         return []
     return rows
+
+
+def _names_pack(conn: sqlite3.Connection, pack: str) -> bool:
+    return conn.execute("SELECT 1 FROM packed WHERE pack = ? LIMIT 1", (pack,)).fetchone() is not None
 
 
 def _raw_cid(mh: bytes) -> CID | None:
