@@ -804,3 +804,18 @@ def test_writers_creating_the_index_at_once_all_succeed(tmp_path):
         for p in procs:
             p.join(30)
         assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+
+
+def test_long_lived_handle_follows_a_replaced_index(store, tmp_path):
+    """A server's store handle keeps SQLite connections open: after the index file is lost and made
+    anew by another process, it must read the new file, not the deleted one."""
+    f, data = _big_file(tmp_path)
+    root = store.put_file(f)
+    assert b"".join(store.cat(root)) == data  # this handle now has an open connection
+    for name in ("index.sqlite", "index.sqlite-wal", "index.sqlite-shm"):
+        (store.root / name).unlink(missing_ok=True)
+    other = LocalStore(store.root)  # another process: rebuilds the index, then stores a new file
+    more = os.urandom(2 * CHUNK_SIZE + 9)
+    new_root = other.put_file(io.BytesIO(more))
+    assert b"".join(store.cat(new_root, precheck=True)) == more
+    assert b"".join(store.cat(root, precheck=True)) == data

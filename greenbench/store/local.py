@@ -399,18 +399,29 @@ class LocalStore:
     # --- packs -------------------------------------------------------------------------------
 
     def _reader(self) -> sqlite3.Connection | None:
-        """This thread's connection for block lookups, or None while the store has no index."""
-        conn = getattr(self._thread_local, "conn", None)
+        """This thread's connection for block lookups, or None while the store has no index.
+
+        Reopened when the index file is replaced or removed under a long-lived handle (a server), so it
+        never reads a deleted file while other processes write the new one.
+        """
+        local = self._thread_local
+        conn = getattr(local, "conn", None)
+        ino = _inode(self.index_path)
+        if conn is not None and local.ino != ino:
+            conn.close()
+            conn = local.conn = None
+            self._index_ready = False  # initialise (and, with packs but no rows, rebuild) it again
         if conn is None:
-            if not self.index_path.exists():
+            if ino is None:
                 if not self._has_packs():
                     return None
                 self._connect().close()  # packs but no index: it was lost; this rebuilds it from the packs
+                ino = _inode(self.index_path)
             try:
                 conn = sqlite3.connect(self.index_path, timeout=_SQLITE_TIMEOUT_S, isolation_level=None)
             except sqlite3.Error as exc:
-                raise StoreError(f"cannot open the index {self.index_path}: {exc}") from None
-            self._thread_local.conn = conn
+                raise StoreError(f"cannot open the index {self.index_path}: {exc}", _INDEX_HINT) from None
+            local.conn, local.ino = conn, ino
         return conn
 
     def _packed(self, mh: bytes) -> tuple[str, int, int] | None:
@@ -1366,6 +1377,15 @@ def _read_trailer(fd: int, size: int) -> list[tuple[bytes, int, int]]:
     except StoreError:
         return []
     return rows
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise _os_error(exc, "read", path) from None
 
 
 def _names_pack(conn: sqlite3.Connection, pack: str) -> bool:
