@@ -563,22 +563,53 @@ def test_clean_tmp_never_deletes_packs_when_the_index_is_unreadable(store, tmp_p
     assert b"".join(LocalStore(store.root).cat(root)) == data
 
 
-def test_concurrent_reindex_during_commit_keeps_the_pack(store, tmp_path):
-    """Another process re-indexes between a writer's rename and its row insert: the writer's rows are
-    then all ignored, yet its pack is the one they name, so it must stay."""
+def test_reindex_skips_a_pack_its_writer_still_holds(store, tmp_path):
+    """Another process re-indexes between a writer's rename and its row insert: the writer holds the
+    pack's lock, so only the writer inserts its rows (or deletes the pack)."""
     f, data = _big_file(tmp_path)
     real = store._upgrade_marker
+    seen = {}
 
     def meanwhile():
         other = LocalStore(store.root)
-        other.reindex_packs()
-        assert other.has(cid_for(data[:CHUNK_SIZE]))  # the writer's rows, read from its trailer, are in
+        seen["indexed"] = other.reindex_packs()
+        seen["has"] = other.has(cid_for(data[:CHUNK_SIZE]))
         real()
 
     store._upgrade_marker = meanwhile
     root = store.put_file(f)
+    assert seen == {"indexed": 0, "has": False}
     assert len(_packs(store.root)) == 1
     assert b"".join(LocalStore(store.root).cat(root, precheck=True)) == data
+
+
+def test_failure_after_the_rename_keeps_a_pack_that_rows_name(store, tmp_path):
+    f, data = _big_file(tmp_path)
+    state = {}
+
+    def rows_then_failure():  # after the rename; as if rows naming the pack had gone in meanwhile
+        (pack,) = _packs(store.root)
+        store._insert_packed([(cid_for(data[:CHUNK_SIZE]).multihash, pack.name, 0, CHUNK_SIZE)])
+        state["pack"] = pack
+        raise OSError(5, "Input/output error")
+
+    store._upgrade_marker = rows_then_failure
+    with pytest.raises(StoreError):
+        store.put_file(f)
+    assert state["pack"].exists()  # rows name it: kept
+    assert LocalStore(store.root).get_block(cid_for(data[:CHUNK_SIZE])) == data[:CHUNK_SIZE]
+
+
+def test_failure_after_the_rename_removes_an_unnamed_pack(store, tmp_path):
+    f, _ = _big_file(tmp_path)
+
+    def failure():
+        raise OSError(5, "Input/output error")
+
+    store._upgrade_marker = failure
+    with pytest.raises(StoreError):
+        store.put_file(f)
+    assert _packs(store.root) == [] and list((store.root / "tmp").iterdir()) == []
 
 
 def test_interrupt_after_the_rows_went_in_keeps_the_pack(store, tmp_path):
@@ -819,3 +850,42 @@ def test_long_lived_handle_follows_a_replaced_index(store, tmp_path):
     new_root = other.put_file(io.BytesIO(more))
     assert b"".join(store.cat(new_root, precheck=True)) == more
     assert b"".join(store.cat(root, precheck=True)) == data
+
+
+@pytest.mark.parametrize("first", ["read", "read in a new thread", "index_result", "put_file"])
+def test_long_lived_handle_recovers_a_lost_index_by_itself(store, tmp_path, first):
+    """A server whose index.sqlite is lost with no other process around: whatever touches the index
+    first in that process makes it anew and rebuilds it from the packs."""
+    import threading
+
+    f, data = _big_file(tmp_path)
+    root = store.put_file(f)
+    small = store.put_block(b"a result")
+    assert b"".join(store.cat(root)) == data
+    for name in ("index.sqlite", "index.sqlite-wal", "index.sqlite-shm"):
+        (store.root / name).unlink(missing_ok=True)
+    if first == "read":
+        assert b"".join(store.cat(root)) == data
+    elif first == "read in a new thread":
+        out = []
+        t = threading.Thread(target=lambda: out.append(b"".join(store.cat(root))))
+        t.start()
+        t.join()
+        assert out == [data]
+    elif first == "index_result":
+        store.index_result(small, {"profile": "p"})
+        assert [r["profile"] for r in store.query_results()] == ["p"]
+    else:
+        store.put_file(io.BytesIO(os.urandom(2 * CHUNK_SIZE + 3)))
+    assert b"".join(store.cat(root, precheck=True)) == data
+    assert b"".join(LocalStore(store.root).cat(root)) == data
+
+
+def test_stray_files_and_bad_arguments_are_clean_errors_or_ignored(store, tmp_path):
+    cid = store.put_block(b"block")
+    (store.root / "blocks" / ".DS_Store").write_bytes(b"finder was here")
+    assert [str(c) for c in store.iter_cids()] == [str(cid)]
+    with pytest.raises(StoreError, match="limit must be an integer"):
+        store.query_results(limit="x")
+    with pytest.raises(StoreError, match="max_j_per_token"):
+        store.query_results(max_j_per_token="lots")

@@ -184,7 +184,9 @@ _RESULT_FILTERS: dict[str, tuple[str, Any]] = {
 class _Pack:
     """New blocks of one write (a chunked file, a CAR import) in a pack of their own (module docstring).
 
-    The pack is written in ``tmp/`` under an exclusive ``flock``, which it keeps until its rows are in.
+    The pack is written in ``tmp/`` under an exclusive ``flock``, which it keeps until its rows are in
+    (or it is deleted): only the holder of a pack's lock inserts rows naming it or deletes it, and
+    re-indexing skips locked packs.
     :meth:`commit` truncates it, appends the trailer, fsyncs it, renames it into ``packs/``, fsyncs that
     directory, and only then inserts its rows into ``packed``, in one transaction. A pack no row names
     afterwards (another writer committed the same blocks first) is deleted. An error or Ctrl-C before
@@ -205,7 +207,7 @@ class _Pack:
         self.rows: list[tuple[bytes, str, int, int]] = []
         self.end = 0
         self.inserted = 0
-        self.inserting = False
+        self.renamed = False
         self.committed = False
 
     def _open(self) -> None:
@@ -278,26 +280,25 @@ class _Pack:
         _pwrite_all(self.lock_fd, memoryview(_pack_trailer(self.rows, self.end)), self.end)
         os.fsync(self.lock_fd)  # the file's data (through either descriptor) and size
         os.replace(self.path, final)
-        self.path = final
+        self.path, self.renamed = final, True
         _fsync_path(store.packs_dir)
         store._upgrade_marker()
-        self.inserting = True
         self.inserted, self.committed = store._insert_packed(self.rows, self.name)
-        self._close()
         if not self.committed:  # no row names this pack: every block had a copy elsewhere first
-            self._unlink()
+            self._unlink()  # still under the lock: nobody may index it meanwhile
+        self._close()
 
     def abort(self) -> None:
         """Undo an unfinished write. Keeps the pack if its rows went in (an interruption after the commit)."""
         keep = self.committed
-        if self.inserting and not keep:
+        if self.renamed and not keep:  # in packs/: its rows may have gone in before the interruption
             try:
                 keep = self.store._pack_referenced(self.name)
             except (StoreError, sqlite3.Error):
                 keep = True  # cannot tell: keep it; clean_tmp re-indexes or deletes it later
-        self._close()
         if not keep:
-            self._unlink()
+            self._unlink()  # before the lock goes: only the lock's holder inserts rows naming a pack
+        self._close()
 
     def _close(self) -> None:
         for fd in {self.fd, self.lock_fd} - {-1}:
@@ -331,7 +332,7 @@ class LocalStore:
         self._init_lock = threading.Lock()
         self._direct_ok = bool(_O_DIRECT) and os.environ.get("GREENBENCH_STORE_NO_DIRECT") != "1"
         self._ready = False
-        self._index_ready = False
+        self._ready_id: tuple[int, int] | None = None  # (st_dev, st_ino) of the index file initialised here
         self._version = STORE_VERSION
         self._check_marker()
 
@@ -410,18 +411,11 @@ class LocalStore:
         if conn is not None and local.ino != ino:
             conn.close()
             conn = local.conn = None
-            self._index_ready = False  # initialise (and, with packs but no rows, rebuild) it again
         if conn is None:
-            if ino is None:
-                if not self._has_packs():
-                    return None
-                self._connect().close()  # packs but no index: it was lost; this rebuilds it from the packs
-                ino = _inode(self.index_path)
-            try:
-                conn = sqlite3.connect(self.index_path, timeout=_SQLITE_TIMEOUT_S, isolation_level=None)
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot open the index {self.index_path}: {exc}", _INDEX_HINT) from None
-            local.conn, local.ino = conn, ino
+            if ino is None and not self._has_packs():
+                return None
+            conn = self._connect()  # initialises a new index file (and, with packs but no rows, rebuilds it)
+            local.conn, local.ino = conn, _inode(self.index_path)
         return conn
 
     def _packed(self, mh: bytes) -> tuple[str, int, int] | None:
@@ -488,11 +482,8 @@ class LocalStore:
         finally:
             conn.close()
 
-    def _pack_files(self) -> Iterator[Path]:
-        if self.packs_dir.is_dir():
-            for entry in sorted(self.packs_dir.iterdir()):
-                if _PACK_NAME.fullmatch(entry.name):
-                    yield entry
+    def _pack_files(self) -> list[Path]:
+        return [entry for entry in _entries(self.packs_dir) if _PACK_NAME.fullmatch(entry.name)]
 
     def _has_packs(self) -> bool:
         try:
@@ -508,8 +499,19 @@ class LocalStore:
         and verified against its multihash first: a damaged one is left out (it then reads as missing,
         and storing it again repairs it). The result index is not rebuilt (publish the results again).
         """
-        rows = [row for path in self._pack_files() for row in self._verified_pack_rows(path)]
-        return self._insert_packed(rows)[0]
+        return self._reindex_unlocked_packs()
+
+    def _reindex_unlocked_packs(self, conn: sqlite3.Connection | None = None) -> int:
+        """Index every pack nobody holds the lock of, each under its lock, one transaction each (a
+        writer holding a pack's lock inserts its rows itself, or deletes the pack)."""
+        n = 0
+        for path in self._pack_files():
+            with _locked(path) as locked:
+                if locked:
+                    rows = self._verified_pack_rows(path)
+                    if rows:
+                        n += self._insert_packed(rows, conn=conn)[0]
+        return n
 
     def _verified_pack_rows(self, path: Path) -> list[tuple[bytes, str, int, int]]:
         """The rows of a pack's trailer whose blocks verify; [] for a pack without a valid trailer."""
@@ -753,15 +755,16 @@ class LocalStore:
 
     def iter_cids(self) -> Iterator[CID]:
         """Every stored block (files, then packed blocks) as a raw-codec CIDv1 (the store keeps multihashes, not codecs)."""
-        if self.blocks_dir.is_dir():
-            for shard in sorted(self.blocks_dir.iterdir()):
-                for entry in sorted(shard.iterdir()):
-                    try:
-                        cid = _raw_cid(mf.b32decode(entry.name))
-                    except StoreError:  # not a block (a stray file)
-                        continue
-                    if cid is not None:
-                        yield cid
+        for shard in _entries(self.blocks_dir):
+            if not shard.is_dir():
+                continue  # a stray file (.DS_Store, ...)
+            for entry in _entries(shard):
+                try:
+                    cid = _raw_cid(mf.b32decode(entry.name))
+                except StoreError:  # not a block (a stray file)
+                    continue
+                if cid is not None:
+                    yield cid
         conn = self._reader()
         if conn is None:
             return
@@ -1079,10 +1082,14 @@ class LocalStore:
         except sqlite3.Error as exc:
             conn.close()
             raise StoreError(f"cannot open the index {self.index_path}: {exc}", _INDEX_HINT) from None
-        if not self._index_ready:
+        # Initialise once per index file: a file lost and made anew (another inode, or no tables yet)
+        # is initialised, and rebuilt from the packs, again.
+        if _file_id(self.index_path) != self._ready_id or not _has_schema(conn):
             with self._init_lock:
-                if not self._index_ready:
+                ident = _file_id(self.index_path)
+                if ident != self._ready_id or not _has_schema(conn):
                     self._init_index(conn)
+                    self._ready_id = ident
         return conn
 
     def _init_index(self, conn: sqlite3.Connection) -> None:
@@ -1111,15 +1118,13 @@ class LocalStore:
         # deletes one that has none), so rebuild them from the packs' trailers.
         try:
             if self._has_packs() and conn.execute("SELECT 1 FROM packed LIMIT 1").fetchone() is None:
-                rows = [row for path in self._pack_files() for row in self._verified_pack_rows(path)]
-                self._insert_packed(rows, conn=conn)
+                self._reindex_unlocked_packs(conn)
         except sqlite3.Error as exc:
             conn.close()
             raise StoreError(f"cannot rebuild the index {self.index_path}: {exc}", _INDEX_HINT) from None
         except BaseException:
             conn.close()
             raise
-        self._index_ready = True
 
     def index_result(self, cid: CID | str, info: dict[str, Any]) -> None:
         """Add (or replace) the index row of the result stored under ``cid``.
@@ -1192,7 +1197,10 @@ class LocalStore:
                 )
             clause, cast = _RESULT_FILTERS[key]
             where.append(clause)
-            args.append(cast(value))
+            try:
+                args.append(cast(value))
+            except (TypeError, ValueError):
+                raise StoreError(f"result filter {key}={value!r} is not a {cast.__name__}") from None
         desc = order_by.startswith("-")
         column = order_by.lstrip("-")
         if column not in ("created", "j_per_token", "tokens_per_s", "profile", "cid"):
@@ -1203,7 +1211,10 @@ class LocalStore:
         sql += f" ORDER BY {column} {'DESC' if desc else 'ASC'}, cid ASC"
         if limit is not None:
             sql += " LIMIT ?"
-            args.append(int(limit))
+            try:
+                args.append(int(limit))
+            except (TypeError, ValueError):
+                raise StoreError(f"limit must be an integer, got {limit!r}") from None
         if not self.index_path.exists():
             return []
         conn = self._connect()
@@ -1240,12 +1251,11 @@ class LocalStore:
             except OSError:
                 return False
 
-        if self.tmp_dir.is_dir():
-            for entry in self.tmp_dir.iterdir():
-                if old(entry):
-                    with _locked(entry) as locked:
-                        if locked and _unlink(entry):
-                            removed += 1
+        for entry in _entries(self.tmp_dir):
+            if old(entry):
+                with _locked(entry) as locked:
+                    if locked and _unlink(entry):
+                        removed += 1
         for entry in self._pack_files():
             if not old(entry) or self._pack_referenced(entry.name):
                 continue
@@ -1258,6 +1268,16 @@ class LocalStore:
                 if not self._pack_referenced(entry.name) and _unlink(entry):
                     removed += 1
         return removed
+
+
+def _entries(directory: Path) -> list[Path]:
+    """A directory's entries, sorted; [] if it does not exist."""
+    try:
+        return sorted(directory.iterdir())
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise _os_error(exc, "list", directory) from None
 
 
 @contextmanager
@@ -1377,6 +1397,23 @@ def _read_trailer(fd: int, size: int) -> list[tuple[bytes, int, int]]:
     except StoreError:
         return []
     return rows
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise _os_error(exc, "read", path) from None
+    return st.st_dev, st.st_ino
+
+
+def _has_schema(conn: sqlite3.Connection) -> bool:
+    try:
+        return conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'packed'").fetchone() is not None
+    except sqlite3.Error:
+        return False
 
 
 def _inode(path: Path) -> int | None:
