@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 from typing import Optional
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -37,7 +36,7 @@ COMMAND_MODULES = (
 class GreenbenchGroup(TyperGroup):
     """Turns a :class:`GreenbenchError` raised anywhere below into a clean message and exit code."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
         except GreenbenchError as err:
@@ -46,7 +45,7 @@ class GreenbenchGroup(TyperGroup):
             render.print_error(err)
             ctx.exit(err.exit_code)
 
-    def list_commands(self, ctx: click.Context):  # keep registration order, not alphabetical
+    def list_commands(self, ctx: typer.Context):  # keep registration order, not alphabetical
         return list(self.commands)
 
 

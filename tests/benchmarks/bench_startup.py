@@ -2,8 +2,9 @@
 
 Run:  python tests/benchmarks/bench_startup.py [--runs 15]
 
-Prints the median wall time of `python -c pass`, of `greenbench --help` and of `greenbench run --help`
-(each as a fresh process through this interpreter), and greenbench's overhead over the bare start.
+Prints the median wall time of `python -c pass`, of `greenbench --help`, of `greenbench run --help` and
+of a whole `greenbench store get CID` of a small block (each as a fresh process through this
+interpreter), greenbench's overhead over the bare start, and the typer version in use.
 The target is `greenbench --help` under 0.3 s: heavy libraries (onnxruntime, codecarbon, torch,
 cryptography, numpy) are imported only by the commands that need them.
 """
@@ -14,6 +15,7 @@ import argparse
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,6 +40,13 @@ def main() -> None:
     bare = timed([sys.executable, "-c", "pass"], args.runs)
     helps = timed(cli + ["--help"], args.runs)
     run_help = timed(cli + ["run", "--help"], args.runs)
+    with tempfile.TemporaryDirectory() as tmp:
+        sys.path.insert(0, str(ROOT))
+        from greenbench.store.local import LocalStore
+
+        cid = str(LocalStore(tmp).put_block(b"a small block"))
+        get = timed(cli + ["store", "get", cid, "--store", tmp], args.runs)
+    from importlib.metadata import version
     heavy = subprocess.run(
         [sys.executable, "-c",
          "import sys; sys.argv=['greenbench','--help']\n"
@@ -49,6 +58,7 @@ def main() -> None:
     print(f"python -c pass          {bare * 1000:7.1f} ms")
     print(f"greenbench --help       {helps * 1000:7.1f} ms   (overhead {1000 * (helps - bare):.1f} ms; target < 300 ms)")
     print(f"greenbench run --help   {run_help * 1000:7.1f} ms")
+    print(f"greenbench store get    {get * 1000:7.1f} ms   (a whole command: parse, read, verify, write; typer {version('typer')})")
     print(f"heavy modules imported by --help: {heavy}")
 
 
