@@ -52,7 +52,8 @@ Guarantees:
       CAR before any of them becomes visible (all or nothing).
     * Several processes may write at once: renames are atomic, blocks are immutable, every writer has
       packs of its own (rows go in with ``INSERT OR IGNORE``: the first copy wins), and SQLite
-      serialises index writes.
+      serialises index writes. This needs a local filesystem (SQLite's WAL and ``flock`` do); on a
+      network filesystem put the store elsewhere, or share it through ``greenbench serve``.
 """
 
 from __future__ import annotations
