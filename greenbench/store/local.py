@@ -408,15 +408,15 @@ class LocalStore:
         """
         local = self._thread_local
         conn = getattr(local, "conn", None)
-        ino = _inode(self.index_path)
-        if conn is not None and local.ino != ino:
+        ident = _file_id(self.index_path)
+        if conn is not None and local.ident != ident:
             conn.close()
             conn = local.conn = None
         if conn is None:
-            if ino is None and not self._has_packs():
+            if ident is None and not self._has_packs():
                 return None
             conn = self._connect()  # initialises a new index file (and, with packs but no rows, rebuilds it)
-            local.conn, local.ino = conn, _inode(self.index_path)
+            local.conn, local.ident = conn, _file_id(self.index_path)
         return conn
 
     def _packed(self, mh: bytes) -> tuple[str, int, int] | None:
@@ -858,7 +858,6 @@ class LocalStore:
         import mmap
 
         self._ensure()
-        pack = _Pack(self, direct=True)
         slots = _BUFFERS_PER_WORKER * self.workers
         ring = mmap.mmap(-1, slots * CHUNK_SIZE)
         view = memoryview(ring)
@@ -883,59 +882,69 @@ class LocalStore:
                 pack.write(first, view[(first % slots) * CHUNK_SIZE :], [(mh, n) for _, mh, n in run])
                 run.clear()
 
-        try:
-            with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="gb-store") as pool:
-                inflight: deque = deque()
-                todo = enumerate(jobs)
-                try:
-                    while True:
-                        # Refill every free slot (a slot is free once its chunk is written or skipped).
-                        while len(inflight) < slots and (item := next(todo, None)) is not None:
-                            index, job = item
-                            if index >= max_chunks:
-                                raise StoreError(
-                                    f"{name} is larger than a chunked file can be "
-                                    f"({max_chunks} chunks of {CHUNK_SIZE} bytes)",
-                                    "split the file, or publish it to IPFS with Kubo (`ipfs add`)",
-                                )
-                            inflight.append((index, pool.submit(hash_chunk, index, job)))
-                        if not inflight:
+        # The pool exits (its workers done with the ring) before the pack commits or aborts.
+        with self._new_pack(direct=True, what="write blocks to") as pack, ThreadPoolExecutor(
+            max_workers=self.workers, thread_name_prefix="gb-store"
+        ) as pool:
+            inflight: deque = deque()
+            todo = enumerate(jobs)
+            try:
+                while True:
+                    # Refill every free slot (a slot is free once its chunk is written or skipped).
+                    while len(inflight) < slots and (item := next(todo, None)) is not None:
+                        index, job = item
+                        if index >= max_chunks:
+                            raise StoreError(
+                                f"{name} is larger than a chunked file can be "
+                                f"({max_chunks} chunks of {CHUNK_SIZE} bytes)",
+                                "split the file, or publish it to IPFS with Kubo (`ipfs add`)",
+                            )
+                        inflight.append((index, pool.submit(hash_chunk, index, job)))
+                    if not inflight:
+                        break
+                    # The oldest chunk (waiting for it), then the ones after it that are already hashed.
+                    run: list[tuple[int, bytes, int]] = []
+                    taken = 0
+                    while inflight and taken < _WRITE_RUN:
+                        index, future = inflight[0]
+                        if taken and (not future.done() or index % slots == 0):  # not ready, or the ring wraps
                             break
-                        # The oldest chunk (waiting for it), then the ones after it that are already hashed.
-                        run: list[tuple[int, bytes, int]] = []
-                        taken = 0
-                        while inflight and taken < _WRITE_RUN:
-                            index, future = inflight[0]
-                            if taken and (not future.done() or index % slots == 0):  # not ready, or the ring wraps
-                                break
-                            inflight.popleft()
-                            taken += 1
-                            cid, n, present = future.result()
-                            chunks.append(cid)
-                            total += n
-                            if present or cid.multihash in seen:
-                                write(run)  # a hole in the pack: the run stops here
-                            else:
-                                run.append((index, cid.multihash, n))
-                            seen.add(cid.multihash)
-                        write(run)
-                        if progress is not None:
-                            progress(total, size)
-                except BaseException:
-                    for _, future in inflight:
-                        future.cancel()
-                    raise
-            pack.commit()
-        except OSError as exc:
-            pack.abort()
-            raise _os_error(exc, "write blocks to", self.root) from None
-        except BaseException:
-            pack.abort()
-            raise
+                        inflight.popleft()
+                        taken += 1
+                        cid, n, present = future.result()
+                        chunks.append(cid)
+                        total += n
+                        if present or cid.multihash in seen:
+                            write(run)  # a hole in the pack: the run stops here
+                        else:
+                            run.append((index, cid.multihash, n))
+                        seen.add(cid.multihash)
+                    write(run)
+                    if progress is not None:
+                        progress(total, size)
+            except BaseException:
+                for _, future in inflight:
+                    future.cancel()
+                raise
         root = dagjson.encode({"chunk_size": CHUNK_SIZE, "chunks": chunks, "kind": CHUNKED_FILE_KIND, "size": total})
         cid = cid_for(root, DAG_JSON)  # encoded here and at most _max_chunks() links: no need to decode it again
         self._store(cid, root)
         return cid
+
+    @contextmanager
+    def _new_pack(self, direct: bool, what: str) -> Iterator[_Pack]:
+        """A pack for one write: committed when the block ends, aborted on any error (an OSError
+        becomes a StoreError saying it could not ``what`` the store)."""
+        pack = _Pack(self, direct)
+        try:
+            yield pack
+            pack.commit()
+        except OSError as exc:
+            pack.abort()
+            raise _os_error(exc, what, self.root) from None
+        except BaseException:
+            pack.abort()
+            raise
 
     def cat(self, cid: CID | str, precheck: bool = False) -> Iterator[bytes]:
         """The bytes addressed by ``cid``: a chunked file's chunks in order, else the block itself.
@@ -982,10 +991,9 @@ class LocalStore:
             VerificationError: a block whose bytes do not match its CID (nothing imported).
         """
         self._ensure()
-        pack = _Pack(self, direct=False)
         seen: set[bytes] = set()
         blocks = nbytes = 0
-        try:
+        with self._new_pack(direct=False, what="import blocks into") as pack:
             with CarReader(source) as reader:
                 for section in reader:
                     cid, data = section.cid, section.data
@@ -1011,13 +1019,6 @@ class LocalStore:
                         pack.append(mh, data)
                     seen.add(mh)
                 roots = list(reader.roots)
-            pack.commit()
-        except OSError as exc:
-            pack.abort()
-            raise _os_error(exc, "import blocks into", self.root) from None
-        except BaseException:
-            pack.abort()
-            raise
         return ImportResult(roots, blocks, pack.inserted, nbytes)
 
     def walk(self, roots: Iterable[CID | str]) -> Iterator[tuple[CID, bytes]]:
@@ -1415,15 +1416,6 @@ def _has_schema(conn: sqlite3.Connection) -> bool:
         return conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'packed'").fetchone() is not None
     except sqlite3.Error:
         return False
-
-
-def _inode(path: Path) -> int | None:
-    try:
-        return os.stat(path).st_ino
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise _os_error(exc, "read", path) from None
 
 
 def _names_pack(conn: sqlite3.Connection, pack: str) -> bool:
