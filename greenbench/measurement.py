@@ -61,7 +61,9 @@ class Measurement:
         pue: float | None = None,
         sysfs_root: str | os.PathLike | None = None,
         sampler=None,
+        idle_at_edges: bool = False,
     ):
+        self._idle_at_edges = idle_at_edges
         self.tokens = _check_tokens(tokens)
         self.region = region
         self.pue = pue
@@ -78,13 +80,15 @@ class Measurement:
         self.idle_power_w: dict[str, float] = {}
         self.result: dict | None = None
         self._start = None
+        self._set = None
+        self._contention = None
         self._t0 = 0.0
 
     # -- lifecycle --------------------------------------------------------------------------
     def __enter__(self) -> "Measurement":
         from greenbench.meters import select
-        from greenbench.meters.idle import measure_idle
-        from greenbench.meters.rapl import DEFAULT_ROOT
+        from greenbench.meters.contention import Contention
+        from greenbench.runner import MeterSet
 
         self._carbon_preflight()
         req = self._requested
@@ -93,18 +97,24 @@ class Measurement:
         else:
             if isinstance(req, str):
                 req = [req]
-            self.meters, warnings = select(
-                list(req) if req else None, sysfs_root=self._sysfs_root or DEFAULT_ROOT, sampler=self._sampler
-            )
+            # a block or a command may use any device: the whole machine is metered (scope "machine")
+            self.meters, warnings = select(list(req) if req else None, sysfs_root=self._sysfs_root, sampler=self._sampler)
         self.warnings.extend(warnings)
+        if self._idle_at_edges:
+            for m in self.meters:
+                if hasattr(m, "idle_at_edges"):
+                    m.idle_at_edges = True
         opened = []
         try:
             for m in self.meters:
                 m.open()
                 opened.append(m)
-            self.idle_power_w = measure_idle(self.meters, self.idle_s)
+            self._set = MeterSet(self.meters)
+            self.idle_power_w = self._set.measure_idle(self.idle_s)
+            self._contention = Contention()
+            self._contention.mark()
+            self._start = self._set.edge(True)  # meters read (and aligned) before the block's time starts
             self._t0 = time.perf_counter()
-            self._start = [m.snapshot() for m in self.meters]
         except BaseException:
             for m in reversed(opened):
                 _close_quietly(m)
@@ -121,38 +131,61 @@ class Measurement:
             return self.result
         if self._start is None:
             raise RuntimeError("Measurement.finish() before __enter__()")
-        from greenbench.meters.base import total_joules, weakest_method, window
-        from greenbench.meters.idle import marginal_total_j
+        from greenbench.meters.base import weakest_method
+        from greenbench.runner import summarize_energy
 
         try:
-            end = [m.snapshot() for m in self.meters]
             duration_s = time.perf_counter() - self._t0
+            end = self._set.edge(False)
+            self._contention.mark()
+            notes = []
+            for m in self.meters:
+                fn = getattr(m, "notes", None)
+                if callable(fn):
+                    notes.extend(fn())
         finally:
             for m in reversed(self.meters):
                 _close_quietly(m)
-        rows = []
-        for m, s, e in zip(self.meters, self._start, end):
-            rows.extend(window(m, s, e))
-        total_j = total_joules(rows)
-        method = weakest_method([r.method for r in rows] or [m.method for m in self.meters])
-        marginal_j = marginal_total_j(rows, self.idle_power_w, duration_s) if self.idle_power_w else None
+        w = self._set.window(self._start, end, work_s=duration_s)
         tokens = _check_tokens(self.tokens)
-        carbon = self._carbon(total_j, tokens, marginal_j, method)
+        self.warnings.extend(n for n in notes if n not in self.warnings)
+        if w.resolved:
+            energy = summarize_energy([w], self._set, notes)
+            total_j = energy["total_j"]
+        else:
+            method = weakest_method([r.method for r in w.rows] or [m.method for m in self.meters])
+            energy = {
+                "method": method,
+                "meters": [{**r.as_dict(), "joules": None} for r in w.rows],
+                "total_j": None,
+                "marginal_j": None,
+                "below_resolution": True,
+                "below_resolution_note": (
+                    f"the measured window lasted {w.duration_s * 1e3:.3g} ms, shorter than the {w.need_s * 1e3:.3g} ms "
+                    f"({self._set.min_window_periods} update periods) the counters can resolve: no energy is reported; "
+                    "measure a longer block (e.g. loop the work) to get one"
+                ),
+            }
+            self.warnings.append(energy["below_resolution_note"])
+            total_j = None
+        energy["window_s"] = w.duration_s
+        energy["slowest_period_s"] = self._set.slowest_period_s
+        contention = self._contention.summary()
+        if contention.get("flagged"):
+            self.warnings.append(contention["warning"])
+        marginal_j = energy.get("marginal_j")
+        carbon = None
+        if total_j is not None:
+            carbon = self._carbon(total_j, tokens, marginal_j if marginal_j is None or marginal_j >= 0 else None,
+                                  energy["method"])
         self.result = {
             "duration_s": duration_s,
             "tokens": tokens,
-            "j_per_token": (total_j / tokens) if tokens else None,
+            "j_per_token": (total_j / tokens) if (tokens and total_j is not None) else None,
             "marginal_j_per_token": (marginal_j / tokens) if (tokens and marginal_j is not None) else None,
-            "energy": {
-                "method": method,
-                "meters": [r.as_dict() for r in rows],
-                "total_j": total_j,
-                "marginal_j": marginal_j,
-                "idle_power_w": (
-                    [{"key": k, "power_w": w} for k, w in sorted(self.idle_power_w.items())] if self.idle_power_w else None
-                ),
-            },
+            "energy": energy,
             "carbon": carbon,
+            "contention": contention,
             "warnings": list(self.warnings),
             "partial": bool(partial),
         }
@@ -247,7 +280,7 @@ def run_command(
     elif not os.path.exists(exe):
         raise GreenbenchError(f"command not found: {exe}", "check the path to the program")
 
-    m = Measurement(tokens, meters, region, idle_s=idle_s, pue=pue, sysfs_root=sysfs_root)
+    m = Measurement(tokens, meters, region, idle_s=idle_s, pue=pue, sysfs_root=sysfs_root, idle_at_edges=True)
     interrupts = 0
     proc: subprocess.Popen | None = None
 

@@ -33,6 +33,9 @@ MODEL_KINDS = ("synthetic-llama",)
 DTYPES = ("fp32", "fp16", "int4")
 GRAPHS = ("contrib", "standard")
 WORKLOADS = ("inference", "training")
+SCOPES = ("devices", "machine")
+#: [run] keys added after results existed: left out of the digest while at their default, so older digests hold.
+_RUN_DIGEST_DEFAULTS = {"scope": "devices", "min_window_periods": 20}
 SIMULATED_BACKENDS = ("neuromorphic-sim", "optical-sim")
 SIM_CHIPS = ("loihi", "truenorth", "spinnaker", "ideal-ac")  # neuromorphic-sim presets
 OPTICAL_MODELS = ("physics", "lightmatter")  # optical-sim energy models
@@ -84,6 +87,8 @@ class RunSpec:
     threads: int | None = None  # intra-op threads; default: physical cores
     idle_s: float = 0.0  # idle-baseline seconds before the run (0 disables)
     meters: tuple[str, ...] | None = None  # explicit meters; default: probe
+    scope: str = "devices"  # devices: meter only what the backend uses; machine: every device
+    min_window_periods: int = 20  # a counter window spans at least this many update periods (greenbench.runner)
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,9 @@ class Profile:
         d.pop("source", None)
         if self.sim == SimSpec() and self.run.backend not in SIMULATED_BACKENDS:
             d.pop("sim")  # profiles without [sim] keep the digest they had before [sim] existed
+        for key, default in _RUN_DIGEST_DEFAULTS.items():
+            if d["run"].get(key) == default:
+                d["run"].pop(key)
         return _jsonable(d)
 
     @property
@@ -164,7 +172,8 @@ class Profile:
     def with_overrides(self, **over: Any) -> "Profile":
         """Apply CLI overrides: backend, repeats, warmup, max_new_tokens, region, threads, idle_s, meters."""
         p = self
-        run_keys = {"backend", "repeats", "warmup", "threads", "idle_s", "meters", "workload"}
+        run_keys = {"backend", "repeats", "warmup", "threads", "idle_s", "meters", "workload", "scope",
+                    "min_window_periods"}
         for key, value in over.items():
             if value is None:
                 continue
@@ -430,6 +439,11 @@ def _check_values(p: Profile, source: str, lines: dict) -> None:
         err("run", "idle_s", f"idle_s must be a finite number of seconds >= 0, got {r.idle_s}", "use --idle 5, or 0 to disable")
     if r.workload not in WORKLOADS:
         err("run", "workload", f"unknown workload {r.workload!r}", f"valid: {', '.join(WORKLOADS)}")
+    if r.scope not in SCOPES:
+        err("run", "scope", f"unknown scope {r.scope!r}", f"valid: {', '.join(SCOPES)} (devices: only what the work uses)")
+    if r.min_window_periods < 1:
+        err("run", "min_window_periods", f"min_window_periods must be >= 1, got {r.min_window_periods}",
+            "20 keeps a stale counter edge below 5% of a window")
     if r.workload == "training":
         t = p.train
         for key in ("steps", "seq_len", "batch_size"):

@@ -18,6 +18,18 @@ def _isolated_user_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(base / "xdg-cache"))
     monkeypatch.delenv("GREENBENCH_REGION", raising=False)
     monkeypatch.delenv("GREENBENCH_PUE", raising=False)
+    monkeypatch.delenv("GREENBENCH_POWERCAP_DIR", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _quick_period_probes(monkeypatch):
+    """Fake counters that never move would make every probe poll them for the full give-up time; tests that
+    time a moving counter raise these again (same code path, shorter patience)."""
+    from greenbench.meters import base, nvml
+
+    monkeypatch.setattr(base, "PERIOD_PROBE_GIVEUP_S", 0.03)
+    monkeypatch.setattr(base, "PERIOD_PROBE_TIMEOUT_S", 0.1)
+    monkeypatch.setattr(nvml, "PERIOD_PROBE_TIMEOUT_S", 0.06)
 
 
 def _nvidia_gpu_present() -> bool:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+import types
+
 from greenbench.meters.base import Domain, Probe, Snapshot
 
 
@@ -80,3 +83,101 @@ class FakeBackend:
 
     def prepare(self, profile, progress=None):
         return self.session
+
+
+def ticking_energy_mj(watts: float, period_s: float, clock=time.perf_counter):
+    """An NVML-style energy counter (mJ) that advances at ``watts`` and changes only every ``period_s``."""
+    t0 = clock()
+
+    def read() -> int:
+        steps = int((clock() - t0) / period_s)
+        return int(watts * steps * period_s * 1000)
+
+    return read
+
+
+def make_pynvml(gpus, *, init_error=False):
+    """A fake pynvml: gpus is a list of dicts {uuid, name, energy_mj (None: unsupported), power_mw, migs}."""
+    m = types.ModuleType("pynvml")
+
+    class NVMLError(Exception):
+        pass
+
+    class NVMLError_NotSupported(NVMLError):
+        pass
+
+    class NVMLError_LibraryNotFound(NVMLError):
+        pass
+
+    class NVMLError_NotFound(NVMLError):
+        pass
+
+    m.NVMLError = NVMLError
+    m.NVMLError_NotSupported = NVMLError_NotSupported
+    m.NVMLError_LibraryNotFound = NVMLError_LibraryNotFound
+    m.gpus = gpus
+    m.inits = 0
+
+    class H:
+        def __init__(self, i, mig=None):
+            self.i, self.mig = i, mig
+
+    def nvmlInit():
+        if init_error:
+            raise NVMLError_LibraryNotFound("NVML Shared Library Not Found")
+        m.inits += 1
+
+    def nvmlShutdown():
+        m.inits -= 1
+
+    def need_init():
+        if m.inits <= 0:
+            raise NVMLError("Uninitialized")
+
+    def nvmlDeviceGetCount():
+        need_init()
+        return len(gpus)
+
+    def nvmlDeviceGetHandleByIndex(i):
+        need_init()
+        if not 0 <= i < len(gpus):
+            raise NVMLError("Invalid Argument")
+        return H(i)
+
+    def nvmlDeviceGetUUID(h):
+        return h.mig if h.mig else gpus[h.i]["uuid"]
+
+    def nvmlDeviceGetName(h):
+        return gpus[h.i]["name"]
+
+    def nvmlDeviceGetTotalEnergyConsumption(h):
+        need_init()
+        e = gpus[h.i].get("energy_mj")
+        if e is None:
+            raise NVMLError_NotSupported("Not Supported")
+        return e() if callable(e) else e
+
+    def nvmlDeviceGetPowerUsage(h):
+        need_init()
+        return gpus[h.i]["power_mw"]
+
+    def nvmlDeviceGetHandleByUUID(u):
+        for i, g in enumerate(gpus):
+            if u in g.get("migs", ()):
+                return H(i, mig=u)
+            if u == g["uuid"]:
+                return H(i)
+        raise NVMLError_NotFound("Not Found")
+
+    def nvmlDeviceGetDeviceHandleFromMigDeviceHandle(h):
+        return H(h.i)
+
+    def nvmlDeviceGetIndex(h):
+        return h.i
+
+    for f in list(locals().values()):
+        if callable(f) and getattr(f, "__name__", "").startswith("nvml"):
+            setattr(m, f.__name__, f)
+    return m
+
+

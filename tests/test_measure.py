@@ -104,9 +104,10 @@ def test_idle_baseline_gives_marginal_energy():
         pass
     e = m.result["energy"]
     # idle: 20 J over 2 s = 10 W; window: 50 J over the real (tiny) duration, minus 10 W x that
-    assert e["idle_power_w"] == [{"key": "replay/p", "power_w": pytest.approx(10.0)}]
+    assert e["idle_power_w"] == [{"domain_key": "replay/p", "power_w": pytest.approx(10.0), "basis": "measured"}]
     assert e["total_j"] == pytest.approx(50.0)
-    assert e["marginal_j"] == pytest.approx(50.0 - 10.0 * m.result["duration_s"])
+    assert e["marginal_j"] == pytest.approx(50.0 - 10.0 * e["window_s"])
+    assert e["window_s"] >= m.result["duration_s"] > 0
     assert m.result["carbon"]["marginal_energy_j"] == pytest.approx(e["marginal_j"])
 
 

@@ -64,14 +64,21 @@ def test_domains_nesting_and_total_without_psys(tmp_path, sampler):
     assert p.detail["total"] == "package + dram"
 
 
-def test_psys_is_the_total(tmp_path, sampler):
+def test_package_and_dram_are_the_total_psys_is_recorded_beside(tmp_path, sampler):
     zone(tmp_path, "intel-rapl:0", "package-0", 10)
     zone(tmp_path, "intel-rapl:0/intel-rapl:0:0", "core", 10)
     zone(tmp_path, "intel-rapl:0/intel-rapl:0:1", "uncore", 10)
     zone(tmp_path, "intel-rapl:0/intel-rapl:0:2", "dram", 10)
     zone(tmp_path, "intel-rapl:1", "psys", 10)
     doms = {d.name: d.in_total for d in RaplMeter(tmp_path, sampler=sampler).domains()}
-    assert doms == {"package-0": False, "core-0": False, "uncore-0": False, "dram-0": False, "psys": True}
+    assert doms == {"package-0": True, "core-0": False, "uncore-0": False, "dram-0": True, "psys": False}
+
+
+def test_psys_alone_is_the_total(tmp_path, sampler):
+    zone(tmp_path, "intel-rapl:1", "psys", 10)
+    m = RaplMeter(tmp_path, sampler=sampler)
+    assert {d.name: d.in_total for d in m.domains()} == {"psys": True}
+    assert m.probe().detail["total"].startswith("psys")
 
 
 def test_window_joules_per_domain(tmp_path, sampler):

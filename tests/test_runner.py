@@ -103,7 +103,7 @@ def test_marginal_arithmetic():
     w = Window(0.5, [DomainEnergy("rapl", "package-0", "counter", 8.0), DomainEnergy("rapl", "core-0", "counter", 3.0, False)])
     assert ms.marginal_j(w) == pytest.approx(8.0 - 5.0)
     w2 = Window(1.0, [DomainEnergy("rapl", "package-0", "counter", 4.0)])
-    assert ms.marginal_j(w2) == 0.0  # floored
+    assert ms.marginal_j(w2) == pytest.approx(-6.0)  # signed: idle exceeded the window, said, not hidden
 
 
 def test_training_workload_measures_trained_tokens(tmp_path):

@@ -8,6 +8,10 @@ runtime session, buffers allocated once); the runner then measures energy window
 
 To add a backend, add its name and ``"module:factory"`` to ``_REGISTRY``; the factory takes no
 arguments and may raise :class:`~greenbench.errors.BackendError` when the backend cannot be used here.
+
+Device scope: a backend declares the devices its work uses (:func:`device_scope`), and by default only
+those are metered (:mod:`greenbench.meters.scope`). A backend object may refine the declaration with a
+``devices() -> Scope`` method, e.g. to name its GPU by UUID when its framework can tell.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import importlib
 from typing import TYPE_CHECKING, Callable, Optional, Protocol, runtime_checkable
 
 from greenbench.errors import BackendError
+from greenbench.meters.scope import GpuRef, Scope, machine_scope
 
 if TYPE_CHECKING:  # pragma: no cover
     from greenbench.profile import Profile
@@ -29,6 +34,28 @@ _REGISTRY: dict[str, str] = {
 
 #: Backend names the CLI accepts.
 BACKENDS: tuple[str, ...] = tuple(_REGISTRY)
+_SIMULATED = ("neuromorphic-sim", "optical-sim")
+
+
+def device_scope(name: str, *, kind: str = "devices", backend=None, device_id: int = 0) -> Scope:
+    """The devices a run on backend ``name`` meters.
+
+    Args:
+        name: the backend's name.
+        kind: ``devices`` (only what the work uses) or ``machine`` (everything).
+        backend: the backend object, if already made; its ``devices()`` method, when it has one, wins.
+        device_id: the CUDA device ordinal of GPU backends.
+    """
+    if kind == "machine":
+        return machine_scope()
+    refine = getattr(backend, "devices", None)
+    if callable(refine):
+        return refine()
+    if name in _SIMULATED:
+        return Scope(cpu=False)
+    if name == "cuda":  # onnxruntime's CUDA provider names its GPU by ordinal only (it reports no UUID)
+        return Scope(cpu=True, gpus=(GpuRef(device_id),))
+    return Scope(cpu=True)
 
 
 @runtime_checkable

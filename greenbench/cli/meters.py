@@ -13,14 +13,20 @@ def register(app: typer.Typer) -> None:
 
 
 def meters(
-    json_out: bool = typer.Option(False, "--json", help="Print only JSON on stdout: a list of meter objects."),
+    backend: Optional[str] = typer.Option(
+        None, "--backend", help="Also show what a run on this backend would meter (its device scope)."
+    ),
+    scope: str = typer.Option("devices", "--scope", help="With --backend: devices (default) or machine."),
+    json_out: bool = typer.Option(False, "--json", help="Print only JSON on stdout: a list of meter objects (with --backend: an object)."),
     powercap_root: Optional[str] = typer.Option(None, "--powercap-root", hidden=True, help="powercap sysfs root (tests)."),
 ) -> None:
-    """List every energy meter (rapl, nvml, amd, estimate): usable here or not, why, method and domains."""
+    """List every energy meter (rapl, nvml, amd, estimate): usable here or not, why, method, domains, update period."""
+    from greenbench.errors import GreenbenchError
     from greenbench.meters import probe_all
-    from greenbench.meters.rapl import DEFAULT_ROOT
 
-    probes = probe_all(sysfs_root=powercap_root or DEFAULT_ROOT)
+    if scope not in ("devices", "machine"):
+        raise GreenbenchError(f"unknown scope {scope!r}", "use --scope devices or --scope machine")
+    probes = probe_all(sysfs_root=powercap_root)
     docs = [
         {
             "name": p.name,
@@ -32,24 +38,83 @@ def meters(
         }
         for p in probes
     ]
+    plan = _plan(backend, scope, powercap_root) if backend else None
     from greenbench.cli import render
 
     if json_out:
         import json
 
-        render.print_json_bytes(json.dumps(docs, indent=2, sort_keys=True, default=str).encode("utf-8"))
+        out = {"meters": docs, "run": plan} if plan is not None else docs
+        render.print_json_bytes(json.dumps(out, indent=2, sort_keys=True, default=str).encode("utf-8"))
         return
     rows = []
     for p in probes:
         doms = ", ".join(d.name if d.in_total else f"({d.name})" for d in p.domains) or "-"
-        rows.append([p.name, "yes" if p.usable else "no", p.method, doms, _note(p)])
+        rows.append([p.name, "yes" if p.usable else "no", p.method, doms, _period(p), _note(p)])
     render.table(
         "Energy meters",
-        ["meter", "usable", "method", "domains", "notes"],
+        ["meter", "usable", "method", "domains", "update period", "notes"],
         rows,
         caption="(domain) = nested, reported but not added to the total. method: counter = hardware energy counter, "
         "estimate = modelled, never a measurement.",
     )
+    if plan is not None:
+        render.table(
+            f"A run on --backend {plan['backend']} meters: {plan['scope']['described']}",
+            ["meter", "method", "device", "domains"],
+            [[m["name"], m["method"], m["device"], ", ".join(m["domains"]) or "-"] for m in plan["meters"]]
+            or [["-", "-", "-", "(no host meter: " + ("energy is simulated" if plan["simulated"] else "none usable") + ")"]],
+            caption=f"windows span >= 20 update periods of the slowest counter ({plan['slowest_period_s'] * 1e3:.3g} ms)"
+            if plan["slowest_period_s"] else None,
+        )
+        for w in plan["warnings"]:
+            render.warn(w)
+
+
+def _plan(backend: str, scope: str, powercap_root) -> dict:
+    """What ``greenbench run --backend B [--scope S]`` would meter here."""
+    from greenbench.backends import BACKENDS, device_scope
+    from greenbench.errors import GreenbenchError
+    from greenbench.meters import select
+    from greenbench.meters.base import update_period_s
+
+    if backend not in BACKENDS:
+        import difflib
+
+        close = difflib.get_close_matches(backend, BACKENDS, n=1)
+        raise GreenbenchError(f"unknown backend {backend!r}",
+                              (f"did you mean {close[0]!r}? " if close else "") + f"valid backends: {', '.join(BACKENDS)}")
+    sc = device_scope(backend, kind=scope)
+    simulated = backend.endswith("-sim")
+    chosen, warnings = ([], []) if simulated else select(None, sysfs_root=powercap_root, scope=sc)
+    meters = []
+    for m in chosen:
+        devs = m.devices() if callable(getattr(m, "devices", None)) else []
+        meters.append({
+            "name": m.name,
+            "method": m.method,
+            "device": ", ".join(sorted({d.get("device", "?") + (f" {d['name']}" if d.get("name") else "") for d in devs})),
+            "domains": [d.name for d in m.domains()],
+            "update_period_s": update_period_s(m),
+        })
+    return {
+        "backend": backend,
+        "scope": {**sc.as_dict(), "described": sc.describe()},
+        "simulated": simulated,
+        "meters": meters,
+        "slowest_period_s": max((m["update_period_s"] for m in meters), default=0.0),
+        "warnings": warnings,
+    }
+
+
+def _period(p) -> str:
+    d = p.detail or {}
+    v = d.get("update_period_s")
+    if not p.usable or v is None:
+        return "-"
+    if v == 0:
+        return "continuous"
+    return f"{v * 1e3:.3g} ms ({d.get('period_source', '?')})"
 
 
 def _note(p) -> str:
@@ -62,7 +127,8 @@ def _note(p) -> str:
     if not p.usable:
         return p.reason
     if p.name == "rapl":
-        return f"total = {d.get('total')}; wraparound-safety read every {d.get('poll_interval_s', 0):g} s"
+        note = f"total = {d.get('total')}; wraparound-safety read every {d.get('poll_interval_s', 0):g} s"
+        return note + (f"; {d['ram_note']}" if d.get("ram_note") else "")
     if p.name == "nvml":
         return "; ".join(f"{g['domain']} {g['name']}: {g['source']}" for g in d.get("gpus", []))
     return ""

@@ -78,7 +78,11 @@ def table(
 
 @contextmanager
 def progress(description: str, total: int | None) -> Iterator[Any]:
-    """A rich progress bar on stderr; yields an ``advance(n=1, description=None)`` callable."""
+    """A rich progress bar on stderr; yields an ``advance(n=1, description=None)`` callable.
+
+    The bar redraws only when ``advance`` is called (no refresh thread): a benchmark calls it between
+    repeats, so no terminal drawing runs inside a measured window.
+    """
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -96,6 +100,7 @@ def progress(description: str, total: int | None) -> Iterator[Any]:
         TimeElapsedColumn(),
         console=err_console(),
         transient=False,
+        auto_refresh=False,
     ) as prog:
         task = prog.add_task(description, total=total)
 
@@ -103,6 +108,7 @@ def progress(description: str, total: int | None) -> Iterator[Any]:
             if description is not None:
                 prog.update(task, description=description)
             prog.advance(task, n)
+            prog.refresh()
 
         yield advance
 

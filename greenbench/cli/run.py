@@ -43,6 +43,7 @@ def run(
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1, help="Tokens to generate per repeat."),
     region: Optional[str] = typer.Option(None, "--region", help="Grid region for carbon (FRA, US-CA, gcp:europe-west1, or g/kWh)."),
     meter: Optional[List[str]] = typer.Option(None, "--meter", help="Use this meter (repeatable); default: probe."),
+    scope: Optional[str] = typer.Option(None, "--scope", help="devices (default): meter only the devices the backend uses; machine: every device."),
     idle: Optional[float] = typer.Option(None, "--idle", min=0.0, help="Seconds of idle-baseline measurement before the run (0 disables)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Intra-op threads (default: physical cores)."),
     out: Path = typer.Option(Path("results"), "--out", help="Directory for the result document."),
@@ -63,6 +64,7 @@ def run(
         meters=meter or None,
         idle_s=idle,
         threads=threads,
+        scope=scope,
     )
     _check_out_dir(out)
     from greenbench.carbon import check_settings
@@ -75,6 +77,9 @@ def run(
 
         backend_obj = get_backend(prof.run.backend)
 
+    from greenbench.backends import device_scope
+
+    scope_obj = device_scope(prof.run.backend, kind=prof.run.scope, backend=backend_obj)
     if prof.run.backend in profile_mod.SIMULATED_BACKENDS:
         if prof.run.meters:
             raise GreenbenchError(
@@ -86,7 +91,7 @@ def run(
     else:
         from greenbench.meters import select
 
-        meters, warnings = select(list(prof.run.meters) if prof.run.meters else None)
+        meters, warnings = select(list(prof.run.meters) if prof.run.meters else None, scope=scope_obj)
         for w in warnings:
             render.warn(w)
 
@@ -104,7 +109,8 @@ def run(
                 state["done"] = completed
 
             doc = run_profile(
-                prof, meters=meters, backend=backend_obj, warnings=warnings, progress=progress, status=render.info
+                prof, meters=meters, backend=backend_obj, warnings=warnings, progress=progress, status=render.info,
+                scope=scope_obj,
             )
     except KeyboardInterrupt:
         render.warn("interrupted before any repeat was measured; nothing written")

@@ -2,10 +2,12 @@
 
 Terms (see :mod:`greenbench.meters.base` for meter, domain, method, window):
     probe: asking a meter whether it is usable here and, if not, why and how to fix it.
-    selection: the meters a run uses. Implicitly (no ``--meter``): every usable hardware meter
-        (``rapl``, ``nvml``, ``amd``), plus ``estimate`` for CPU and RAM when no CPU counter is
-        usable; that fallback is a *warning* recorded in the result. Explicitly: exactly the named
-        meters; one that is unknown or unusable is an error (:class:`~greenbench.errors.MeterError`).
+    selection: the meters a run uses, within its device scope (:mod:`greenbench.meters.scope`).
+        Implicitly (no ``--meter``): every usable hardware meter that covers a device in scope
+        (``rapl`` for the CPU, ``nvml`` for the work's GPUs; ``amd`` only with scope ``machine``),
+        plus ``estimate`` for CPU and RAM when no CPU counter is usable; that fallback is a *warning*
+        recorded in the result. Explicitly: exactly the named meters; one that is unknown, unusable or
+        covers no device in scope is an error (:class:`~greenbench.errors.MeterError`).
 """
 
 from __future__ import annotations
@@ -24,19 +26,24 @@ from greenbench.meters.base import (
     weakest_method,
     window,
 )
-from greenbench.meters.rapl import DEFAULT_ROOT
+from greenbench.meters.rapl import DEFAULT_ROOT, powercap_root
 from greenbench.meters.sampler import Sampler
+from greenbench.meters.scope import GpuRef, Scope, machine_scope
 
 __all__ = [
     "METHODS",
     "METER_NAMES",
     "Domain",
     "DomainEnergy",
+    "GpuRef",
+    "Scope",
     "Meter",
     "Probe",
     "Snapshot",
     "all_meters",
+    "machine_scope",
     "make",
+    "powercap_root",
     "probe_all",
     "select",
     "total_joules",
@@ -49,8 +56,14 @@ METER_NAMES = ("rapl", "nvml", "amd", "estimate")
 _HARDWARE = ("rapl", "nvml", "amd")
 
 
-def make(name: str, *, sysfs_root: str | os.PathLike = DEFAULT_ROOT, sampler: Sampler | None = None) -> Meter:
+def make(
+    name: str, *, sysfs_root: str | os.PathLike | None = None, sampler: Sampler | None = None, gpus=None
+) -> Meter:
     """A fresh, unopened meter by name.
+
+    Args:
+        sysfs_root: powercap root for ``rapl`` (default: :func:`powercap_root`).
+        gpus: for ``nvml``, the GPUs to meter (:class:`GpuRef`); None: every visible GPU.
 
     Raises:
         MeterError: unknown name (the message lists the valid ones).
@@ -62,7 +75,7 @@ def make(name: str, *, sysfs_root: str | os.PathLike = DEFAULT_ROOT, sampler: Sa
     if name == "nvml":
         from greenbench.meters.nvml import NvmlMeter
 
-        return NvmlMeter(sampler=sampler)
+        return NvmlMeter(sampler=sampler, gpus=gpus)
     if name == "amd":
         from greenbench.meters.amd import AmdMeter
 
@@ -77,12 +90,12 @@ def make(name: str, *, sysfs_root: str | os.PathLike = DEFAULT_ROOT, sampler: Sa
     )
 
 
-def all_meters(*, sysfs_root: str | os.PathLike = DEFAULT_ROOT, sampler: Sampler | None = None) -> list[Meter]:
+def all_meters(*, sysfs_root: str | os.PathLike | None = None, sampler: Sampler | None = None) -> list[Meter]:
     """One fresh instance of every selectable meter, in :data:`METER_NAMES` order."""
     return [make(n, sysfs_root=sysfs_root, sampler=sampler) for n in METER_NAMES]
 
 
-def probe_all(*, sysfs_root: str | os.PathLike = DEFAULT_ROOT, sampler: Sampler | None = None) -> list[Probe]:
+def probe_all(*, sysfs_root: str | os.PathLike | None = None, sampler: Sampler | None = None) -> list[Probe]:
     """The probe of every selectable meter, usable or not (for ``greenbench meters``)."""
     return [m.probe() for m in all_meters(sysfs_root=sysfs_root, sampler=sampler)]
 
@@ -97,36 +110,57 @@ def _split(requested) -> list[str]:
     return names
 
 
+def _covers(name: str, scope: Scope) -> bool:
+    """Whether meter ``name`` covers a device in ``scope``."""
+    if scope.machine:
+        return True
+    if name in ("rapl", "estimate"):
+        return scope.cpu
+    if name == "nvml":
+        return bool(scope.gpus)
+    return False  # amd: greenbench runs no work on AMD GPUs (scope machine meters them)
+
+
 def select(
     requested: list[str] | None = None,
     *,
-    sysfs_root: str | os.PathLike = DEFAULT_ROOT,
+    sysfs_root: str | os.PathLike | None = None,
     sampler: Sampler | None = None,
+    scope: Scope | None = None,
 ) -> tuple[list[Meter], list[str]]:
     """The meters to use and the warnings to record.
 
     Args:
         requested: meter names (``--meter``, comma-separated values allowed); None or empty means
-            "every usable hardware meter, else estimates".
-        sysfs_root: powercap root for the RAPL meter (tests pass a fake tree).
+            "every usable hardware meter in scope, else estimates".
+        sysfs_root: powercap root for the RAPL meter (default: :func:`powercap_root`).
         sampler: background sampler to hand to the meters (default: the shared one).
+        scope: the devices to meter (default: the whole machine).
 
     Returns:
         (meters, warnings): unopened meters that probed usable, and human-readable warnings.
 
     Raises:
-        MeterError: a requested meter is unknown or not usable here (message: the probe's reason;
-            hint: the fix).
+        MeterError: a requested meter is unknown, not usable here, or covers no device in scope (message:
+            the reason; hint: the fix).
     """
+    scope = scope or machine_scope()
     names = _split(requested or [])
     warnings: list[str] = []
+    gpus = None if scope.machine else scope.gpus
     if names:
         for n in names:
             if n not in METER_NAMES:
                 make(n)  # raises the "unknown meter" error
         chosen = []
         for n in names:
-            m = make(n, sysfs_root=sysfs_root, sampler=sampler)
+            if not _covers(n, scope):
+                raise MeterError(
+                    f"energy meter {n!r} was requested (--meter {n}) but covers no device this work runs on "
+                    f"({scope.describe()})",
+                    "add --scope machine to meter every device, or drop --meter",
+                )
+            m = make(n, sysfs_root=sysfs_root, sampler=sampler, gpus=gpus)
             p = m.probe()
             if not p.usable:
                 reason, _, fix = p.reason.partition("; fix: ")
@@ -134,26 +168,29 @@ def select(
                     f"energy meter {n!r} was requested (--meter {n}) but is not usable here: {reason}",
                     fix or "run `greenbench meters` to see which meters work here, and drop --meter to use them",
                 )
+            warnings.extend(getattr(m, "warnings", []) or [])
             chosen.append(m)
         return chosen, warnings
 
     chosen = []
     probes: dict[str, Probe] = {}
     for n in _HARDWARE:
-        m = make(n, sysfs_root=sysfs_root, sampler=sampler)
+        if not _covers(n, scope):
+            continue
+        m = make(n, sysfs_root=sysfs_root, sampler=sampler, gpus=gpus)
         p = m.probe()
         probes[n] = p
         if p.usable:
             chosen.append(m)
-    if not probes["rapl"].usable:
-        est = make("estimate", sampler=sampler)
-        ep = est.probe()
-        chosen.append(est)
-        why = probes["rapl"].reason.partition("; fix: ")[0]
+            warnings.extend(getattr(m, "warnings", []) or [])
+    if scope.gpus and not (probes.get("nvml") and probes["nvml"].usable):
+        why = probes["nvml"].reason.partition("; fix: ")[0] if probes.get("nvml") else "not probed"
+        warnings.append(f"the work runs on a GPU but no GPU energy meter is usable, so GPU energy is NOT included: {why}")
+    if (scope.machine or scope.cpu) and not probes["rapl"].usable:
+        chosen.append(make("estimate", sampler=sampler))
+        why = probes["rapl"].reason.partition("; fix: ")[0].partition(": ")[0]
         warnings.append(
-            "no CPU energy counter is usable, so CPU and RAM energy is ESTIMATED, not measured: "
-            f"CPU = {ep.detail['tdp_w']:g} W TDP / {ep.detail['logical_cpus']} logical CPUs x this process tree's CPU seconds "
-            f"(TDP source: {ep.detail['tdp_source']}); RAM = {ep.detail['ram_w_per_gb']:.3g} W/GB x its RSS. "
-            f"Why no counter: rapl: {why}"
+            f"CPU and RAM energy is ESTIMATED, not measured: no usable RAPL counter ({why}); "
+            "details and fix: greenbench meters"
         )
     return chosen, warnings

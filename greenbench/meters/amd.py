@@ -9,7 +9,12 @@ Terms:
 The accumulator is 64 bits wide and does not wrap in practice; should it ever go backwards (a
 driver reload), the meter re-bases on the new value and counts nothing for that read rather than
 inventing energy (``resets`` counts those events). All GPUs amdsmi reports are measured
-(``HIP_VISIBLE_DEVICES`` is not applied).
+(``HIP_VISIBLE_DEVICES`` is not applied); greenbench runs no work on AMD GPUs, so the meter is used with
+``--scope machine`` only.
+
+Update period: AMD SMI does not document how often the accumulator changes. The probe times it on the
+first GPU (:func:`greenbench.meters.base.measure_update_period`); when it cannot,
+:data:`DEFAULT_PERIOD_S` is *assumed* and the detail says so.
 """
 
 from __future__ import annotations
@@ -17,9 +22,12 @@ from __future__ import annotations
 import threading
 
 from greenbench.errors import MeterError
-from greenbench.meters.base import Domain, Probe, Snapshot, now
+from greenbench.meters.base import Domain, Probe, Snapshot, measure_update_period, now
 
-__all__ = ["AmdMeter"]
+__all__ = ["AmdMeter", "DEFAULT_PERIOD_S"]
+
+#: Assumed accumulator update period when the probe cannot time it (s): not documented by AMD SMI.
+DEFAULT_PERIOD_S = 0.001
 
 
 def _ticks(info: dict) -> tuple[int, float]:
@@ -41,7 +49,19 @@ class AmdMeter:
         self._lock = threading.Lock()
         self._last: dict[str, int] = {}
         self._acc_uj: dict[str, float] = {}
+        self._period: tuple[float, str] | None = None
         self.resets = 0
+
+    @property
+    def update_period_s(self) -> float:
+        return (self._period or (DEFAULT_PERIOD_S, "assumed"))[0]
+
+    @property
+    def period_source(self) -> str:
+        return (self._period or (DEFAULT_PERIOD_S, "assumed"))[1]
+
+    def devices(self) -> list[dict]:
+        return [{"device": "gpu", "meter": self.name, "domain": d.name, "vendor": "amd"} for d in self._domains]
 
     def _init(self):
         try:
@@ -70,6 +90,10 @@ class AmdMeter:
                     gpus.append(i)
                 except Exception as exc:
                     unsupported.append(f"gpu:{i}: {exc}")
+            if gpus and self._period is None:
+                h0 = handles[gpus[0]]
+                period, _ = measure_update_period(lambda: _ticks(smi.amdsmi_get_energy_count(h0))[0])
+                self._period = (period, "measured") if period is not None else (DEFAULT_PERIOD_S, "assumed")
         except Exception as exc:
             return Probe(self.name, False, self.method, f"amdsmi query failed: {type(exc).__name__}: {exc}")
         finally:
@@ -77,7 +101,8 @@ class AmdMeter:
                 smi.amdsmi_shut_down()
             except Exception:
                 pass
-        self._detail = {"gpus": [f"gpu:{i}" for i in gpus]}
+        self._detail = {"gpus": [f"gpu:{i}" for i in gpus], "update_period_s": self.update_period_s,
+                        "period_source": self.period_source}
         if unsupported:
             self._detail["no_energy_counter"] = unsupported
         if not handles:

@@ -314,6 +314,58 @@ def tree_rss_bytes() -> int:
     return total
 
 
+#: CPU-time granularity assumed when it cannot be timed (s): one tick of the slowest common kernel (HZ=100).
+DEFAULT_CPU_TIME_GRANULARITY_S = 0.01
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_time_granularity_s() -> tuple[float, str]:
+    """How coarsely this process's CPU time advances, as one thread sees the others' (s), and how it is known.
+
+    The kernel adds a running thread's CPU time to the process total only at its scheduler ticks
+    (1/CONFIG_HZ: 1-10 ms) and context switches, so the CPU time of worker threads (onnxruntime's, BLAS's)
+    shows up in steps of about a tick: a window shorter than a few ticks can read 0 or several times its
+    real CPU time. Timed once per process: a thread hashes a large buffer (sha256 releases the GIL) while
+    this thread reads the process's CPU time minus its own and times the steps
+    (:func:`greenbench.meters.base.measure_update_period`).
+    """
+    import hashlib
+
+    from greenbench.meters import base
+
+    if not hasattr(resource, "RUSAGE_THREAD"):
+        return DEFAULT_CPU_TIME_GRANULARITY_S, "default (no per-thread CPU time on this OS)"
+    buf = bytes(32 << 20)
+    stop = threading.Event()
+
+    def work() -> None:
+        while not stop.is_set():
+            hashlib.sha256(buf).digest()
+
+    shown = [0.0]
+
+    def others() -> float:
+        # the two reads are microseconds apart, so small differences are this thread's own time: a step is
+        # counted only when the others' time grew by more than 0.2 ms
+        a = resource.getrusage(resource.RUSAGE_SELF)
+        b = resource.getrusage(resource.RUSAGE_THREAD)
+        v = (a.ru_utime + a.ru_stime) - (b.ru_utime + b.ru_stime)
+        if abs(v - shown[0]) > 2e-4:
+            shown[0] = v
+        return shown[0]
+
+    t = threading.Thread(target=work, name="greenbench-cpu-time-probe", daemon=True)
+    t.start()
+    try:
+        period, _ = base.measure_update_period(others, timeout_s=0.25, giveup_s=0.1, changes=6)
+    finally:
+        stop.set()
+        t.join()
+    if period is None:
+        return DEFAULT_CPU_TIME_GRANULARITY_S, "default (could not be timed here)"
+    return period, "measured (steps of other threads' CPU time in the process total)"
+
+
 # ---------------------------------------------------------------------------------------------
 # the meter
 # ---------------------------------------------------------------------------------------------
@@ -367,7 +419,27 @@ class EstimateMeter:
         self._cpu0 = 0.0
         self._last_rss: tuple[float, float] | None = None  # (t_s, GiB)
         self._ram_j = 0.0
+        self._gib_s = 0.0
         self._task: int | None = None
+
+    #: True when nothing of the process tree runs at the window edges (``greenbench measure -- CMD``: the
+    #: command starts after the first edge and is reaped before the last), so its CPU time, read from
+    #: RUSAGE_CHILDREN, is exact and the tick granularity does not apply.
+    idle_at_edges = False
+
+    @property
+    def update_period_s(self) -> float:
+        """How coarsely the process tree's CPU time advances (see :func:`cpu_time_granularity_s`)."""
+        return 0.0 if self.idle_at_edges else cpu_time_granularity_s()[0]
+
+    @property
+    def period_source(self) -> str:
+        if self.idle_at_edges:
+            return "exact (the measured command is reaped before the window ends)"
+        return cpu_time_granularity_s()[1]
+
+    def devices(self) -> list[dict]:
+        return [{"device": "cpu", "meter": self.name, "domains": ["cpu", "ram"], "scope": "this process tree only"}]
 
     def tdp(self) -> TdpInfo:
         if self._tdp is None:
@@ -396,11 +468,14 @@ class EstimateMeter:
             "ram_w_per_gb": w_gb,
             "ram_source": ram_src,
             "scope": "this process tree only (idle ~0 by construction)",
+            "model": "cpu J = tdp_w / logical_cpus x cpu_s; ram J = ram_w_per_gb x gib_s (GiB resident x seconds)",
+            "update_period_s": self.update_period_s,
+            "period_source": self.period_source,
         }
         return Probe(self.name, True, self.method, "", self.domains(), detail)
 
     def domains(self) -> tuple[Domain, ...]:
-        return (Domain("cpu"), Domain("ram"))
+        return (Domain("cpu", basis="tdp-model"), Domain("ram", basis="rss-model"))
 
     def open(self) -> None:
         self.tdp()
@@ -409,6 +484,7 @@ class EstimateMeter:
             with self._lock:
                 self._cpu0 = float(self._cpu_seconds())
                 self._ram_j = 0.0
+                self._gib_s = 0.0
                 self._last_rss = (self._clock(), float(self._rss_bytes()) / _GIB)
         except OSError as exc:
             raise MeterError(f"cannot read this process tree's CPU time/RSS: {exc}") from None
@@ -423,7 +499,9 @@ class EstimateMeter:
                 return
             t, gb = self._clock(), float(self._rss_bytes()) / _GIB
             t0, gb0 = self._last_rss
-            self._ram_j += self.ram_figure()[0] * (gb0 + gb) / 2.0 * max(t - t0, 0.0)
+            gib_s = (gb0 + gb) / 2.0 * max(t - t0, 0.0)
+            self._gib_s += gib_s
+            self._ram_j += self.ram_figure()[0] * gib_s
             self._last_rss = (t, gb)
 
     def snapshot(self) -> Snapshot:
@@ -432,8 +510,13 @@ class EstimateMeter:
         self.sample()
         t = self.tdp()
         with self._lock:
-            cpu_j = t.tdp_w / t.logical_cpus * max(float(self._cpu_seconds()) - self._cpu0, 0.0)
-            return Snapshot(self._last_rss[0], {"cpu": cpu_j, "ram": self._ram_j})
+            cpu_s = max(float(self._cpu_seconds()) - self._cpu0, 0.0)
+            cpu_j = t.tdp_w / t.logical_cpus * cpu_s
+            return Snapshot(
+                self._last_rss[0],
+                {"cpu": cpu_j, "ram": self._ram_j},
+                {"cpu": {"cpu_s": cpu_s}, "ram": {"gib_s": self._gib_s}},
+            )
 
     def close(self) -> None:
         if self._task is not None:

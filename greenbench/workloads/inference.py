@@ -194,6 +194,18 @@ class DecoderSession:
         self._bind_array_out(io.logits, self._logits_step)
         return int(self._tokens[0, 0])
 
+    def rewind(self) -> None:
+        """Return to the state right after :meth:`prefill`, so that ``decode(first, n)`` can run again.
+
+        The prompt's keys and values stay where prefill put them: share-buffer decode writes only past the
+        prompt, and concat decode copies the prompt's rows unchanged into each present buffer. The runner
+        uses this to repeat a short decode back to back inside one measured window.
+        """
+        if self._len == 0:
+            raise RuntimeError("rewind() before prefill()")
+        self._len = self._S
+        self._kv_cur = 0
+
     def decode(self, first_token: int, n: int) -> list[int]:
         """Feed ``first_token`` and generate ``n`` greedy tokens (EOS ignored); return row 0's tokens."""
         if self._len == 0:
