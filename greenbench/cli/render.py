@@ -70,7 +70,7 @@ def table(
     )
     for col in columns:
         name, justify = (col, "left") if isinstance(col, str) else col
-        t.add_column(escape(name), justify=justify)
+        t.add_column(escape(name), justify=justify, overflow="fold")  # wrap long values, never cut them off
     for row in rows:
         t.add_row(*["" if v is None else escape(str(v)) for v in row])
     console().print(t)
