@@ -33,6 +33,8 @@ MODEL_KINDS = ("synthetic-llama",)
 DTYPES = ("fp32", "fp16", "int4")
 GRAPHS = ("contrib", "standard")
 WORKLOADS = ("inference", "training")
+TRAIN_DEVICES = ("cpu", "cuda")
+TRAIN_PRECISIONS = ("fp32", "bf16")
 SIMULATED_BACKENDS = ("neuromorphic-sim", "optical-sim")
 SIM_CHIPS = ("loihi", "truenorth", "spinnaker", "ideal-ac")  # neuromorphic-sim presets
 OPTICAL_MODELS = ("physics", "lightmatter")  # optical-sim energy models
@@ -94,6 +96,8 @@ class TrainSpec:
     seq_len: int = 64
     batch_size: int = 4
     lr: float = 1e-3
+    device: str = "cpu"  # TRAIN_DEVICES; cuda needs a CUDA build of torch and a GPU
+    precision: str = "fp32"  # TRAIN_PRECISIONS; bf16 runs the forward pass under torch.autocast
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,13 @@ class Profile:
         d.pop("source", None)
         if self.sim == SimSpec() and self.run.backend not in SIMULATED_BACKENDS:
             d.pop("sim")  # profiles without [sim] keep the digest they had before [sim] existed
+        else:
+            for key in _SIM_KEYS_ADDED:  # keys added later, left unset, keep an older profile's digest
+                if d["sim"].get(key) is None:
+                    d["sim"].pop(key, None)
+        for key, default in _TRAIN_KEYS_ADDED.items():
+            if d["train"].get(key) == default:
+                d["train"].pop(key)
         return _jsonable(d)
 
     @property
@@ -182,6 +193,12 @@ class Profile:
                 raise ValueError(f"unknown override {key}")
         _check_values(p, p.source or "<overrides>", {})
         return p
+
+
+#: [train] keys added after the first release, with their defaults, and [sim] keys likewise: a profile
+#: that leaves them at the default has the digest it had before they existed.
+_TRAIN_KEYS_ADDED = {"device": "cpu", "precision": "fp32"}
+_SIM_KEYS_ADDED: tuple[str, ...] = ()
 
 
 def _jsonable(v: Any) -> Any:
@@ -439,6 +456,10 @@ def _check_values(p: Profile, source: str, lines: dict) -> None:
             err("train", "seq_len", f"[train] seq_len ({t.seq_len}) exceeds the model's max_seq_len ({m.max_seq_len})")
         if not (math.isfinite(t.lr) and t.lr > 0):
             err("train", "lr", f"[train] lr must be a finite number > 0, got {t.lr}")
+        if t.device not in TRAIN_DEVICES:
+            err("train", "device", f"[train] unknown device {t.device!r}", f"valid: {', '.join(TRAIN_DEVICES)}")
+        if t.precision not in TRAIN_PRECISIONS:
+            err("train", "precision", f"[train] unknown precision {t.precision!r}", f"valid: {', '.join(TRAIN_PRECISIONS)}")
     if p.carbon.pue is not None and not (math.isfinite(p.carbon.pue) and p.carbon.pue >= 1.0):
         err("carbon", "pue", f"pue must be a finite number >= 1.0, got {p.carbon.pue}", "PUE is facility energy / IT energy")
     _check_sim(p.sim, err)

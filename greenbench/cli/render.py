@@ -121,6 +121,29 @@ def fmt_si(value: float | None, unit: str, digits: int = 3) -> str:
     return f"{value:.{digits}g} {unit}"
 
 
+def _training_table(doc: dict, label: str) -> None:
+    """The training rows: J/token, tokens/s, MFU and the loss before, at the first and at the last step."""
+    w, t = doc["workload"], (doc["metrics"].get("train") or {})
+
+    def num(v, fmt):
+        return "-" if v is None else format(v, fmt)
+
+    peak = t.get("peak") or {}
+    mfu = t.get("mfu")
+    table(
+        f"{doc['profile']['name']} on {doc['backend']}: {w['repeats_completed']} repeats of "
+        f"{w.get('tokens_per_repeat', '?')} trained tokens",
+        ["phase", ("J/token (median)", "right"), ("IQR", "right"), ("tokens/s", "right"), ("MFU", "right"),
+         ("loss before / first / last", "right")],
+        [["train", fmt_si(t.get("j_per_token"), "J"), fmt_si(t.get("j_per_token_iqr"), "J"),
+          num(t.get("tokens_per_s"), ".1f"), "-" if mfu is None else f"{100 * mfu:.3g} %",
+          f"{num(t.get('loss_before'), '.4g')} / {num(t.get('loss_first'), '.4g')} / {num(t.get('loss_last'), '.4g')}"]],
+        caption=f"energy method: {label}; MFU against "
+        + (f"{fmt_si(peak['flops_per_s'], 'FLOP/s')} ({peak.get('method')}: {peak.get('source')})"
+           if peak.get("flops_per_s") else (peak.get("note") or "an unknown peak")),
+    )
+
+
 def result_summary(doc: dict) -> None:
     """Print a run's key metrics as tables: phases, energy by meter, carbon."""
     m = doc["metrics"]
@@ -128,26 +151,29 @@ def result_summary(doc: dict) -> None:
     method = e["method"]
     label = {"counter": "measured (counter)", "estimate": "ESTIMATED", "simulated": "SIMULATED"}[method]
     w = doc["workload"]
-    title = (
-        f"{doc['profile']['name']} on {doc['backend']}: {w['repeats_completed']} repeats, "
-        f"{w['prompt_tokens']} prompt + {w['new_tokens']} new tokens"
-    )
-    rows = []
-    for phase in ("prefill", "decode"):
-        p = m.get(phase) or {}
-        rows.append([
-            phase,
-            fmt_si(p.get("j_per_token"), "J"),
-            fmt_si(p.get("j_per_token_iqr"), "J"),
-            "-" if p.get("tokens_per_s") is None else f"{p['tokens_per_s']:.1f}",
-            fmt_si(p.get("duration_s"), "s"),
-        ])
-    table(
-        title,
-        ["phase", ("J/token (median)", "right"), ("IQR", "right"), ("tokens/s", "right"), ("time", "right")],
-        rows,
-        caption=f"energy method: {label}; TTFT {fmt_si(m.get('ttft_s'), 's')}",
-    )
+    if w.get("kind") == "training":
+        _training_table(doc, label)
+    else:
+        title = (
+            f"{doc['profile']['name']} on {doc['backend']}: {w['repeats_completed']} repeats, "
+            f"{w['prompt_tokens']} prompt + {w['new_tokens']} new tokens"
+        )
+        rows = []
+        for phase in ("prefill", "decode"):
+            p = m.get(phase) or {}
+            rows.append([
+                phase,
+                fmt_si(p.get("j_per_token"), "J"),
+                fmt_si(p.get("j_per_token_iqr"), "J"),
+                "-" if p.get("tokens_per_s") is None else f"{p['tokens_per_s']:.1f}",
+                fmt_si(p.get("duration_s"), "s"),
+            ])
+        table(
+            title,
+            ["phase", ("J/token (median)", "right"), ("IQR", "right"), ("tokens/s", "right"), ("time", "right")],
+            rows,
+            caption=f"energy method: {label}; TTFT {fmt_si(m.get('ttft_s'), 's')}",
+        )
     table(
         "Energy by meter",
         ["meter", "domain", "method", ("joules", "right"), "in total"],
