@@ -38,6 +38,8 @@ TRAIN_PRECISIONS = ("fp32", "bf16")
 SIMULATED_BACKENDS = ("neuromorphic-sim", "optical-sim")
 SIM_CHIPS = ("loihi", "truenorth", "spinnaker", "ideal-ac")  # neuromorphic-sim presets
 OPTICAL_MODELS = ("physics", "lightmatter")  # optical-sim energy models
+DRAM_PRESETS = ("ddr4", "hbm2e")  # greenbench.backends.sim.params.DRAM
+DIGITAL_PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,12 @@ class SimSpec:
     spike_pj: float | None = None
     hop_pj: float | None = None
     hops_per_spike: float | None = None
+    neuron_update_active_pj: float | None = None  # per neuron per timestep, spiking
+    neuron_update_inactive_pj: float | None = None  # per neuron per timestep, not spiking
+    static_power_w: float | None = None  # per chip, x the chip's modelled time (else host time)
+    chip_memory_bytes: int | None = None  # on-chip synaptic memory per chip
+    chips: int | None = None  # chips available (default: as many as the weights need); beyond them, DRAM
+    interchip_pj_per_spike: float | None = None
     refetch_weights_per_timestep: bool | None = None
     # optical-sim
     optical_model: str | None = None  # OPTICAL_MODELS
@@ -131,13 +139,21 @@ class SimSpec:
     array_count: int | None = None
     laser_optical_fj_per_op: float | None = None
     laser_wall_plug_efficiency: float | None = None  # (0, 1]
+    wavelength_nm: float | None = None  # photon energy of the shot-noise limit
+    hold_mw_per_weight: float | None = None  # power that holds a programmed weight
+    modulation_ghz: float | None = None  # vectors per second per array: the modelled compute time
     op_pj: float | None = None  # optical_model = "lightmatter": electrical + optical energy per op, all-in
     ops_per_mac: float | None = None
     digital_mac_pj: float | None = None
     noise_seed: int | None = None
+    accuracy_seeds: int | None = None  # noise seeds the accuracy is measured over
     measure_accuracy: bool | None = None
     # both
-    dram_pj_per_bit: float | None = None
+    weight_bits: int | None = None  # bits per stored weight (on chip or in DRAM)
+    dram: str | None = None  # DRAM_PRESETS
+    dram_pj_per_bit: float | None = None  # overrides the preset's figure
+    digital_precision: str | None = None  # DIGITAL_PRECISIONS: digital reference and attention co-processor
+    process_node_nm: float | None = None  # node the digital MAC is scaled to
 
 
 @dataclass(frozen=True)
@@ -198,7 +214,11 @@ class Profile:
 #: [train] keys added after the first release, with their defaults, and [sim] keys likewise: a profile
 #: that leaves them at the default has the digest it had before they existed.
 _TRAIN_KEYS_ADDED = {"device": "cpu", "precision": "fp32"}
-_SIM_KEYS_ADDED: tuple[str, ...] = ()
+_SIM_KEYS_ADDED: tuple[str, ...] = (
+    "neuron_update_active_pj", "neuron_update_inactive_pj", "static_power_w", "chip_memory_bytes", "chips",
+    "interchip_pj_per_spike", "wavelength_nm", "hold_mw_per_weight", "modulation_ghz", "accuracy_seeds",
+    "weight_bits", "dram", "digital_precision", "process_node_nm",
+)
 
 
 def _jsonable(v: Any) -> Any:
@@ -474,7 +494,13 @@ def _check_sim(s: SimSpec, err) -> None:
     if s.firing_rate is not None and not 0.0 < s.firing_rate <= 1.0:
         err("sim", "firing_rate", f"[sim] firing_rate must be in (0, 1], got {s.firing_rate}",
             "spikes per neuron per timestep, e.g. 0.1")
-    for key, lo in (("timesteps", 1), ("enob", 1), ("array_size", 1), ("array_count", 1)):
+    if s.dram is not None and s.dram not in DRAM_PRESETS:
+        err("sim", "dram", f"unknown DRAM preset {s.dram!r}", f"valid presets: {', '.join(DRAM_PRESETS)}")
+    if s.digital_precision is not None and s.digital_precision not in DIGITAL_PRECISIONS:
+        err("sim", "digital_precision", f"unknown digital precision {s.digital_precision!r}",
+            f"valid: {', '.join(DIGITAL_PRECISIONS)}")
+    for key, lo in (("timesteps", 1), ("enob", 1), ("array_size", 1), ("array_count", 1), ("chips", 1),
+                    ("chip_memory_bytes", 1), ("weight_bits", 1), ("accuracy_seeds", 1)):
         v = getattr(s, key)
         if v is not None and v < lo:
             err("sim", key, f"[sim] {key} must be >= {lo}, got {v}")
@@ -486,8 +512,19 @@ def _check_sim(s: SimSpec, err) -> None:
             "a fraction, e.g. 0.2 for 20 %")
     if s.ops_per_mac is not None and s.ops_per_mac <= 0:
         err("sim", "ops_per_mac", f"[sim] ops_per_mac must be > 0, got {s.ops_per_mac}")
+    if s.weight_bits is not None and s.weight_bits > 32:
+        err("sim", "weight_bits", f"[sim] weight_bits must be <= 32, got {s.weight_bits}")
+    if s.accuracy_seeds is not None and s.accuracy_seeds > 100:
+        err("sim", "accuracy_seeds", f"[sim] accuracy_seeds must be <= 100, got {s.accuracy_seeds}",
+            "each seed runs the perturbed model twice over the generation")
+    for key in ("process_node_nm", "wavelength_nm", "modulation_ghz"):
+        v = getattr(s, key)
+        if v is not None and not (math.isfinite(v) and v > 0):
+            err("sim", key, f"[sim] {key} must be a finite number > 0, got {v}")
     for key in ("synaptic_op_pj", "spike_pj", "hop_pj", "hops_per_spike", "adc_fom_fj_per_step",
-                "laser_optical_fj_per_op", "op_pj", "digital_mac_pj", "dram_pj_per_bit"):
+                "laser_optical_fj_per_op", "op_pj", "digital_mac_pj", "dram_pj_per_bit",
+                "neuron_update_active_pj", "neuron_update_inactive_pj", "static_power_w", "interchip_pj_per_spike",
+                "hold_mw_per_weight"):
         v = getattr(s, key)
         if v is not None and (v < 0 or v != v or v == float("inf")):
             err("sim", key, f"[sim] {key} must be a finite number >= 0, got {v}")

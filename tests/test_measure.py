@@ -107,7 +107,7 @@ def test_idle_baseline_gives_marginal_energy():
     assert e["idle_power_w"] == [{"key": "replay/p", "power_w": pytest.approx(10.0)}]
     assert e["total_j"] == pytest.approx(50.0)
     assert e["marginal_j"] == pytest.approx(50.0 - 10.0 * m.result["duration_s"])
-    assert m.result["carbon"]["marginal_energy_j"] == pytest.approx(e["marginal_j"])
+    assert m.result["carbon"]["idle_subtracted_energy_j"] == pytest.approx(e["marginal_j"])
 
 
 # -- the command ---------------------------------------------------------------------------

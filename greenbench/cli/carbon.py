@@ -175,7 +175,7 @@ def _render_block(render, block: dict, result: Path | None) -> None:
         rows.append(("CO2e per 1k tokens", _g(block["g_co2e_per_1k_tokens"])))
         rows.append(("kWh per million tokens", f"{block['kwh_per_million_tokens']:.4g} kWh"))
     title = f"Carbon: {result}" if result is not None else "Carbon"
-    render.table(title, ["quantity", ("value", "right")], rows)
+    render.table(title, ["quantity", ("value", "right")], rows, overflow="fold")
 
 
 def _render_scenarios(render, block: dict, rows: list[dict]) -> None:
@@ -208,7 +208,7 @@ def _render_scenarios(render, block: dict, rows: list[dict]) -> None:
         caption = "give --tokens N (or a result) for per-token figures and kWh per million tokens"
     if parts:
         caption += f"; mix = {parts}"
-    render.table("What-if: the same energy from other sources", cols, out, caption=caption)
+    render.table("What-if: the same energy from other sources", cols, out, caption=caption, overflow="fold")
 
 
 def _list_regions(lib, json_out: bool) -> None:
