@@ -184,17 +184,17 @@ def test_more_timesteps_or_firing_rate_cost_more():
 def test_break_even_firing_rate():
     p = nparams(chip="ideal-ac", timesteps=1, digital_precision="fp32", process_node_nm=45.0)
     # compute only: rate* x 1 x macs x 0.9 pJ = macs x 4.6 pJ -> above 1: ideal ACs always beat fp32 MACs
-    assert E.break_even_firing_rate(G, p, 0) == pytest.approx(4.6 / 0.9)
+    assert E.break_even_firing_rate(G, p) == pytest.approx(4.6 / 0.9)
     # int8 at 45 nm: 0.23 / 0.9
-    assert E.break_even_firing_rate(G, nparams(chip="ideal-ac", timesteps=1, process_node_nm=45.0), 0) == \
+    assert E.break_even_firing_rate(G, nparams(chip="ideal-ac", timesteps=1, process_node_nm=45.0)) == \
         pytest.approx(0.23 / 0.9)
     loihi = nparams(timesteps=4, neuron_update_active_pj=0.0, neuron_update_inactive_pj=0.0,
                     digital_precision="fp32", process_node_nm=45.0)
-    r = E.break_even_firing_rate(G, loihi, 0)
+    r = E.break_even_firing_rate(G, loihi)
     snn = 4 * r * (48 * 23.6 + 12 * (1.7 + 3.5))  # at r, synaptic ops + spikes + routing == digital MACs
     assert snn == pytest.approx(48 * 4.6)
     # with Loihi's inactive neuron updates (52 pJ each, every neuron every timestep) it never breaks even here
-    assert E.break_even_firing_rate(G, nparams(), 0) is None
+    assert E.break_even_firing_rate(G, nparams()) is None
 
 
 # ---- digital reference ----------------------------------------------------------------------------

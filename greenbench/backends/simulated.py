@@ -296,7 +296,7 @@ class SimulatedBackend:
             )
             ref = E.digital_reference_energy(step, g, p)
             ref_sram = E.digital_reference_energy(step, g, p, weights_on_chip=True)
-            r_star = E.break_even_firing_rate(g, p, T)
+            r_star = E.break_even_firing_rate(g, p)
             side = "above" if p.firing_rate > P.YAN_BREAK_EVEN_SPIKE_RATE else "at or below"
             sim["reference"] = {
                 "digital_decode_j_per_token": _per_token(ref, step.tokens),
@@ -311,7 +311,7 @@ class SimulatedBackend:
                 "baseline when the chip holds the weights too",
                 "break_even_firing_rate": r_star,
                 "break_even_note": "firing rate at which synaptic ops + neuron updates + spikes + routing cost as "
-                "much as the digital weight MACs (attention and memory excluded), at the mean decode context"
+                "much as the digital weight MACs (attention and memory excluded: both run the same way beside either)"
                 + ("; null: the inactive neuron updates alone cost more than the digital MACs" if r_star is None else ""),
                 "yan2024_break_even_spike_rate": P.YAN_BREAK_EVEN_SPIKE_RATE,
                 "yan2024_note": (

@@ -309,7 +309,7 @@ def neuromorphic_energy(work: Work, g: Geometry, p, placement: Placement | None 
     }
 
 
-def break_even_firing_rate(g: Geometry, p, context: int) -> float | None:
+def break_even_firing_rate(g: Geometry, p) -> float | None:
     """The firing rate at which the SNN's compute per decode token (synaptic ops, neuron updates, spikes,
     routing) equals the digital weight MACs' at ``digital_mac_pj``. Attention and memory are left out:
     both run the same way beside either. Yan et al.'s ~6.4 % (:data:`~.params.YAN_BREAK_EVEN_SPIKE_RATE`)
