@@ -36,9 +36,13 @@ WORKLOADS = ("inference", "training")
 SCOPES = ("devices", "machine")
 #: [run] keys added after results existed: left out of the digest while at their default, so older digests hold.
 _RUN_DIGEST_DEFAULTS = {"scope": "devices", "min_window_periods": 20}
+TRAIN_DEVICES = ("cpu", "cuda")
+TRAIN_PRECISIONS = ("fp32", "bf16")
 SIMULATED_BACKENDS = ("neuromorphic-sim", "optical-sim")
 SIM_CHIPS = ("loihi", "truenorth", "spinnaker", "ideal-ac")  # neuromorphic-sim presets
 OPTICAL_MODELS = ("physics", "lightmatter")  # optical-sim energy models
+DRAM_PRESETS = ("ddr4", "hbm2e")  # greenbench.backends.sim.params.DRAM
+DIGITAL_PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,8 @@ class TrainSpec:
     seq_len: int = 64
     batch_size: int = 4
     lr: float = 1e-3
+    device: str = "cpu"  # TRAIN_DEVICES; cuda needs a CUDA build of torch and a GPU
+    precision: str = "fp32"  # TRAIN_PRECISIONS; bf16 runs the forward pass under torch.autocast
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,12 @@ class SimSpec:
     spike_pj: float | None = None
     hop_pj: float | None = None
     hops_per_spike: float | None = None
+    neuron_update_active_pj: float | None = None  # per neuron per timestep, spiking
+    neuron_update_inactive_pj: float | None = None  # per neuron per timestep, not spiking
+    static_power_w: float | None = None  # per chip, x the chip's modelled time (else host time)
+    chip_memory_bytes: int | None = None  # on-chip synaptic memory per chip
+    chips: int | None = None  # chips available (default: as many as the weights need); beyond them, DRAM
+    interchip_pj_per_spike: float | None = None
     refetch_weights_per_timestep: bool | None = None
     # optical-sim
     optical_model: str | None = None  # OPTICAL_MODELS
@@ -132,13 +144,21 @@ class SimSpec:
     array_count: int | None = None
     laser_optical_fj_per_op: float | None = None
     laser_wall_plug_efficiency: float | None = None  # (0, 1]
+    wavelength_nm: float | None = None  # photon energy of the shot-noise limit
+    hold_mw_per_weight: float | None = None  # power that holds a programmed weight
+    modulation_ghz: float | None = None  # vectors per second per array: the modelled compute time
     op_pj: float | None = None  # optical_model = "lightmatter": electrical + optical energy per op, all-in
     ops_per_mac: float | None = None
     digital_mac_pj: float | None = None
     noise_seed: int | None = None
+    accuracy_seeds: int | None = None  # noise seeds the accuracy is measured over
     measure_accuracy: bool | None = None
     # both
-    dram_pj_per_bit: float | None = None
+    weight_bits: int | None = None  # bits per stored weight (on chip or in DRAM)
+    dram: str | None = None  # DRAM_PRESETS
+    dram_pj_per_bit: float | None = None  # overrides the preset's figure
+    digital_precision: str | None = None  # DIGITAL_PRECISIONS: digital reference and attention co-processor
+    process_node_nm: float | None = None  # node the digital MAC is scaled to
 
 
 @dataclass(frozen=True)
@@ -160,6 +180,13 @@ class Profile:
         d.pop("source", None)
         if self.sim == SimSpec() and self.run.backend not in SIMULATED_BACKENDS:
             d.pop("sim")  # profiles without [sim] keep the digest they had before [sim] existed
+        else:
+            for key in _SIM_KEYS_ADDED:  # keys added later, left unset, keep an older profile's digest
+                if d["sim"].get(key) is None:
+                    d["sim"].pop(key, None)
+        for key, default in _TRAIN_KEYS_ADDED.items():
+            if d["train"].get(key) == default:
+                d["train"].pop(key)
         for key, default in _RUN_DIGEST_DEFAULTS.items():
             if d["run"].get(key) == default:
                 d["run"].pop(key)
@@ -191,6 +218,16 @@ class Profile:
                 raise ValueError(f"unknown override {key}")
         _check_values(p, p.source or "<overrides>", {})
         return p
+
+
+#: [train] keys added after the first release, with their defaults, and [sim] keys likewise: a profile
+#: that leaves them at the default has the digest it had before they existed.
+_TRAIN_KEYS_ADDED = {"device": "cpu", "precision": "fp32"}
+_SIM_KEYS_ADDED: tuple[str, ...] = (
+    "neuron_update_active_pj", "neuron_update_inactive_pj", "static_power_w", "chip_memory_bytes", "chips",
+    "interchip_pj_per_spike", "wavelength_nm", "hold_mw_per_weight", "modulation_ghz", "accuracy_seeds",
+    "weight_bits", "dram", "digital_precision", "process_node_nm",
+)
 
 
 def _jsonable(v: Any) -> Any:
@@ -453,6 +490,10 @@ def _check_values(p: Profile, source: str, lines: dict) -> None:
             err("train", "seq_len", f"[train] seq_len ({t.seq_len}) exceeds the model's max_seq_len ({m.max_seq_len})")
         if not (math.isfinite(t.lr) and t.lr > 0):
             err("train", "lr", f"[train] lr must be a finite number > 0, got {t.lr}")
+        if t.device not in TRAIN_DEVICES:
+            err("train", "device", f"[train] unknown device {t.device!r}", f"valid: {', '.join(TRAIN_DEVICES)}")
+        if t.precision not in TRAIN_PRECISIONS:
+            err("train", "precision", f"[train] unknown precision {t.precision!r}", f"valid: {', '.join(TRAIN_PRECISIONS)}")
     if p.carbon.pue is not None and not (math.isfinite(p.carbon.pue) and p.carbon.pue >= 1.0):
         err("carbon", "pue", f"pue must be a finite number >= 1.0, got {p.carbon.pue}", "PUE is facility energy / IT energy")
     _check_sim(p.sim, err)
@@ -467,7 +508,13 @@ def _check_sim(s: SimSpec, err) -> None:
     if s.firing_rate is not None and not 0.0 < s.firing_rate <= 1.0:
         err("sim", "firing_rate", f"[sim] firing_rate must be in (0, 1], got {s.firing_rate}",
             "spikes per neuron per timestep, e.g. 0.1")
-    for key, lo in (("timesteps", 1), ("enob", 1), ("array_size", 1), ("array_count", 1)):
+    if s.dram is not None and s.dram not in DRAM_PRESETS:
+        err("sim", "dram", f"unknown DRAM preset {s.dram!r}", f"valid presets: {', '.join(DRAM_PRESETS)}")
+    if s.digital_precision is not None and s.digital_precision not in DIGITAL_PRECISIONS:
+        err("sim", "digital_precision", f"unknown digital precision {s.digital_precision!r}",
+            f"valid: {', '.join(DIGITAL_PRECISIONS)}")
+    for key, lo in (("timesteps", 1), ("enob", 1), ("array_size", 1), ("array_count", 1), ("chips", 1),
+                    ("chip_memory_bytes", 1), ("weight_bits", 1), ("accuracy_seeds", 1)):
         v = getattr(s, key)
         if v is not None and v < lo:
             err("sim", key, f"[sim] {key} must be >= {lo}, got {v}")
@@ -479,8 +526,19 @@ def _check_sim(s: SimSpec, err) -> None:
             "a fraction, e.g. 0.2 for 20 %")
     if s.ops_per_mac is not None and s.ops_per_mac <= 0:
         err("sim", "ops_per_mac", f"[sim] ops_per_mac must be > 0, got {s.ops_per_mac}")
+    if s.weight_bits is not None and s.weight_bits > 32:
+        err("sim", "weight_bits", f"[sim] weight_bits must be <= 32, got {s.weight_bits}")
+    if s.accuracy_seeds is not None and s.accuracy_seeds > 100:
+        err("sim", "accuracy_seeds", f"[sim] accuracy_seeds must be <= 100, got {s.accuracy_seeds}",
+            "each seed runs the perturbed model twice over the generation")
+    for key in ("process_node_nm", "wavelength_nm", "modulation_ghz"):
+        v = getattr(s, key)
+        if v is not None and not (math.isfinite(v) and v > 0):
+            err("sim", key, f"[sim] {key} must be a finite number > 0, got {v}")
     for key in ("synaptic_op_pj", "spike_pj", "hop_pj", "hops_per_spike", "adc_fom_fj_per_step",
-                "laser_optical_fj_per_op", "op_pj", "digital_mac_pj", "dram_pj_per_bit"):
+                "laser_optical_fj_per_op", "op_pj", "digital_mac_pj", "dram_pj_per_bit",
+                "neuron_update_active_pj", "neuron_update_inactive_pj", "static_power_w", "interchip_pj_per_spike",
+                "hold_mw_per_weight"):
         v = getattr(s, key)
         if v is not None and (v < 0 or v != v or v == float("inf")):
             err("sim", key, f"[sim] {key} must be a finite number >= 0, got {v}")

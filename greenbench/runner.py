@@ -639,6 +639,9 @@ def _measure_session(profile, session, backend_name, meters, warnings, progress,
         tokens_per_window = session.tokens_per_step * profile.train.steps
         metrics = training_metrics(train_records, tokens_per_window, meterset)
         metrics["train"]["steps_per_repeat"] = profile.train.steps
+        extra = getattr(session, "train_metrics", None)  # MFU, its peak and loss_before, from the session
+        if extra:
+            metrics["train"].update(extra(metrics["train"]))
         metrics["cost"] = session.cost()
         windows = [w for w, _, _ in train_records]
         completed = len(train_records)

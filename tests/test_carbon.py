@@ -165,7 +165,9 @@ def test_attribute_arithmetic_pue_marginal_tokens():
     assert b["g_co2e"] == pytest.approx(300.0)
     assert b["g_co2e_per_1k_tokens"] == pytest.approx(150.0)
     assert b["kwh_per_million_tokens"] == pytest.approx(3.0 / 2000 * 1e6)
-    assert b["marginal_g_co2e"] == pytest.approx(150.0)  # 1 kWh x 1.5 x 100
+    assert b["idle_subtracted_g_co2e"] == pytest.approx(150.0)  # 1 kWh x 1.5 x 100
+    assert b["idle_subtracted_energy_j"] == 3.6e6
+    assert "marginal_g_co2e" not in b  # the old, misleading name is no longer written
     assert b["region"] == "100" and b["pue"] == 1.5
     assert b["default_region_used"] is False and b["warning"] is None
     json.dumps(b, allow_nan=False)  # JSON-ready
@@ -175,7 +177,7 @@ def test_attribute_nulls_without_tokens_or_marginal():
     b = carbon.attribute(3.6e6, region="FRA")
     assert b["g_co2e_per_1k_tokens"] is None
     assert b["kwh_per_million_tokens"] is None
-    assert b["marginal_g_co2e"] is None
+    assert b["idle_subtracted_g_co2e"] is None
     assert b["g_co2e"] == pytest.approx(carbon.resolve_region("FRA").intensity_g_per_kwh)
     assert b["intensity_source"]["key"] == "FRA"
     assert b["pue"] == 1.0 and b["pue_origin"] == "default"
@@ -238,35 +240,87 @@ def test_attribute_rejects_bad_inputs(kwargs):
 # scenarios
 
 
-def test_scenario_arithmetic_and_sources():
-    per_source = cc_json("data/private_infra/carbon_intensity_per_source.json")
-    rows = carbon.scenarios(3.6e6, ["solar", "wind", "nuclear", "hydro", "gas", "coal", "grid:FRA", "csp", "ipcc:coal"], tokens=4000)
+# IPCC AR5 WG3 Annex III (Schlömer et al. 2014), Table A.III.2, lifecycle medians in g CO2e/kWh, typed
+# from the table: the figures every plain source name must give.
+AR5_MEDIANS = {
+    "coal": 820, "gas": 490, "biomass-cofiring": 740, "biomass": 230, "solar": 48, "solar-utility": 48,
+    "solar-rooftop": 41, "geothermal": 38, "csp": 27, "hydro": 24, "nuclear": 12, "wind-offshore": 12,
+    "wind": 11, "wind-onshore": 11, "gas-cc": 490,
+}
+
+
+def test_plain_sources_are_ipcc_ar5_lifecycle_medians():
+    names = list(AR5_MEDIANS) + ["grid:FRA", "ipcc:coal"]
+    rows = carbon.scenarios(3.6e6, names, tokens=4000)
     by = {r["name"]: r for r in rows}
-    assert list(by) == ["solar", "wind", "nuclear", "hydro", "gas", "coal", "grid:FRA", "csp", "ipcc:coal"]
-    for name, key in [("solar", "solar"), ("wind", "wind"), ("nuclear", "nuclear"), ("hydro", "hydroelectricity"), ("gas", "natural_gas"), ("coal", "coal")]:
-        assert by[name]["intensity_g_per_kwh"] == per_source[key]
-        assert by[name]["source"]["reference"] == per_source[f"{key}_source"]
-        assert by[name]["g_co2e"] == pytest.approx(per_source[key])  # 1 kWh
-        assert by[name]["g_co2e_per_1k_tokens"] == pytest.approx(per_source[key] / 4)
-        assert by[name]["kwh_per_million_tokens"] == pytest.approx(250.0)  # 1 kWh / 4000 tokens x 1e6
+    assert list(by) == names
+    for name, value in AR5_MEDIANS.items():
+        r = by[name]
+        assert r["intensity_g_per_kwh"] == value, name
+        assert r["source"]["boundary"] == "lifecycle" and r["source"]["year"] == 2014
+        assert "Table A.III.2" in r["source"]["reference"]
+        assert r["g_co2e"] == pytest.approx(value)  # 1 kWh
+        assert r["g_co2e_per_1k_tokens"] == pytest.approx(value / 4)
+        assert r["kwh_per_million_tokens"] == pytest.approx(250.0)  # 1 kWh / 4000 tokens x 1e6
     assert by["grid:FRA"]["intensity_g_per_kwh"] == carbon.resolve_region("FRA").intensity_g_per_kwh
-    # codecarbon has no CSP figure: IPCC AR5 median; ipcc:coal is the AR5 coal median, not codecarbon's
-    assert by["csp"]["intensity_g_per_kwh"] == 27.0 and "IPCC AR5" in by["csp"]["source"]["reference"]
     assert by["ipcc:coal"]["intensity_g_per_kwh"] == 820.0
 
 
-def test_mix_is_weighted_mean():
+def test_codecarbon_prefix_gives_codecarbons_table_with_its_boundary():
     per_source = cc_json("data/private_infra/carbon_intensity_per_source.json")
+    names = ["codecarbon:gas", "codecarbon:coal", "codecarbon:oil", "codecarbon:nuclear", "codecarbon:wind",
+             "codecarbon:hydro", "codecarbon:solar"]
+    keys = ["natural_gas", "coal", "petroleum", "nuclear", "wind", "hydroelectricity", "solar"]
+    rows = carbon.scenarios(3.6e6, names)
+    for r, name, key in zip(rows, names, keys):
+        assert r["name"] == name
+        assert r["intensity_g_per_kwh"] == per_source[key]
+        assert r["source"]["reference"] == per_source[f"{key}_source"]
+        fossil = key in ("natural_gas", "coal", "petroleum")
+        assert r["source"]["boundary"] == ("direct combustion" if fossil else "lifecycle")
+        assert isinstance(r["source"]["year"], int)
+
+
+def test_plain_name_without_an_ipcc_figure_points_to_codecarbon():
+    with pytest.raises(GreenbenchError) as ei:
+        carbon.resolve_source("oil")
+    assert "codecarbon:oil" in ei.value.hint and "direct combustion" in ei.value.hint
+
+
+def test_every_region_states_boundary_and_year():
+    for r in carbon.all_regions():
+        assert r.source.get("boundary"), r.code
+        assert "year" in r.source and (isinstance(r.source["year"], int) or r.source.get("year_note")), r.code
+    assert carbon.resolve_region("FRA").source["boundary"] == "lifecycle"
+    assert carbon.resolve_region("US-CA").source["boundary"] == "direct combustion"
+    assert carbon.resolve_region("CN-BJ").source["boundary"].startswith("direct combustion")
+    assert carbon.resolve_region("SE1").source["boundary"].startswith("mixed")
+    assert carbon.resolve_region("350").source["boundary"].startswith("as given")
+
+
+def test_idle_subtracted_energy_of_an_old_result_is_still_read():
+    old = {"energy": {"total_j": 7.2e6}, "carbon": {"region": "100", "pue": 1.0, "marginal_energy_j": 3.6e6,
+                                                     "marginal_g_co2e": 100.0}}
+    assert carbon.inputs_from_result(old)["marginal_energy_j"] == 3.6e6
+    block = carbon.attribute_result(old)
+    assert block["idle_subtracted_g_co2e"] == pytest.approx(100.0)
+    new = {"energy": {"total_j": 7.2e6}, "carbon": {"region": "100", "idle_subtracted_energy_j": 1.8e6}}
+    assert carbon.inputs_from_result(new)["marginal_energy_j"] == 1.8e6
+
+
+def test_mix_is_weighted_mean():
     mix = carbon.parse_mix("solar=0.6, wind=0.3, gas=0.1")
     assert mix == {"solar": 0.6, "wind": 0.3, "gas": 0.1}
     rows = carbon.scenarios(7.2e6, [], mix, tokens=1000, pue=1.2)
     assert len(rows) == 1
-    expected = 0.6 * per_source["solar"] + 0.3 * per_source["wind"] + 0.1 * per_source["natural_gas"]
+    expected = 0.6 * 48 + 0.3 * 11 + 0.1 * 490
     assert rows[0]["intensity_g_per_kwh"] == pytest.approx(expected)
     assert rows[0]["g_co2e"] == pytest.approx(2 * 1.2 * expected)
     assert [c["name"] for c in rows[0]["source"]["components"]] == ["solar", "wind", "gas"]
+    assert rows[0]["source"]["boundary"] == "lifecycle"
     grid_mix = carbon.scenarios(3.6e6, [], {"grid:FRA": 0.5, "100": 0.5})
     assert grid_mix[0]["intensity_g_per_kwh"] == pytest.approx((carbon.resolve_region("FRA").intensity_g_per_kwh + 100) / 2)
+    assert grid_mix[0]["source"]["boundary"].startswith("mixed (")
 
 
 @pytest.mark.parametrize("spec", ["solar=0.6,wind=0.3", "solar=0.6,wind", "solar=x", "solar=-0.1,wind=1.1", "solar=0.5,solar=0.5", ""])

@@ -175,3 +175,31 @@ def test_tokens_override_on_a_result(tmp_path):
     assert doc["tokens"] == 192 and doc["tokens_basis"] == "--tokens"
     doc = json.loads(invoke(write(tmp_path, result_doc()), "--json").stdout)
     assert doc["tokens_basis"].startswith("workload.new_tokens x 3")
+
+
+def test_gas_scenario_is_the_ipcc_combined_cycle_median():
+    # 3.6 MJ = 1 kWh; IPCC AR5 Table A.III.2, gas combined cycle: 490 g CO2e/kWh (lifecycle median)
+    res = invoke("--joules", "3600000", "--region", "FRA", "--scenario", "gas", "--json")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    (gas,) = doc["scenarios"]
+    assert gas["g_co2e"] == pytest.approx(490.0)
+    assert gas["source"]["boundary"] == "lifecycle" and gas["source"]["year"] == 2014
+    assert doc["intensity_source"]["boundary"] == "lifecycle" and isinstance(doc["intensity_source"]["year"], int)
+    res = invoke("--joules", "3600000", "--region", "FRA", "--scenario", "gas")
+    assert res.exit_code == 0 and "490" in res.stdout and "lifecycle" in res.stdout
+
+
+def test_codecarbon_scenario_and_idle_subtracted_option():
+    res = invoke("--joules", "3600000", "--region", "FRA", "--scenario", "codecarbon:gas",
+                 "--idle-subtracted-joules", "1800000", "--json")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    (gas,) = doc["scenarios"]
+    assert gas["source"]["boundary"] == "direct combustion"
+    assert gas["idle_subtracted_g_co2e"] == pytest.approx(gas["intensity_g_per_kwh"] / 2)
+    assert doc["idle_subtracted_energy_j"] == 1.8e6 and "marginal_g_co2e" not in doc
+    # the old option name still works
+    assert invoke("--joules", "3600", "--region", "FRA", "--marginal-joules", "1800").exit_code == 0
+    res = invoke("--joules", "3600", "--region", "FRA", "--scenario", "oil")
+    assert res.exit_code == 2 and "codecarbon:oil" in res.stderr

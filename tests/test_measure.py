@@ -108,7 +108,7 @@ def test_idle_baseline_gives_marginal_energy():
     assert e["total_j"] == pytest.approx(50.0)
     assert e["marginal_j"] == pytest.approx(50.0 - 10.0 * e["window_s"])
     assert e["window_s"] >= m.result["duration_s"] > 0
-    assert m.result["carbon"]["marginal_energy_j"] == pytest.approx(e["marginal_j"])
+    assert m.result["carbon"]["idle_subtracted_energy_j"] == pytest.approx(e["marginal_j"])
 
 
 # -- the command ---------------------------------------------------------------------------

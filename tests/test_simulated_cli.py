@@ -90,10 +90,15 @@ def test_neuromorphic_sim_end_to_end(tmp_path, shared_cache):
     # the decode J/token is the hand-assembled model: S=8 prompt, 5 decode steps from 8 cached positions
     g0 = sim["geometry"]
     assert g0["weight_macs_per_token"] == g0["weight_macs_per_token_cost_model"]
-    k = g0["inputs_per_token"]
-    g = E.Geometry(((k, g0["weight_macs_per_token"] / k),), g0["attention_macs_per_position"],
-                   g0["weight_bytes_per_pass"], g0["kv_bytes_per_position"])
+    g = E.Geometry(tuple(map(tuple, g0["matmuls"])), g0["attention_macs_per_position"],
+                   g0["weight_bytes_per_pass"], g0["kv_bytes_per_position"], g0["kv_element_bytes"])
+    assert g.weight_macs_per_token == g0["weight_macs_per_token"] and g0["kv_element_bytes"] == 4
     p = P.neuromorphic_params()
+    assert g0["placement"]["chips"] == 1 and g0["placement"]["streamed_params"] == 0
+    assert sim["time_model"]["kind"] == "modelled" and 0 < sim["memory_share"] < 0.5
+    line = sim["dram_sensitivity"]
+    assert line["j_per_token_low"] < line["j_per_token"] < line["j_per_token_high"]
+    assert sim["reference"]["digital_memory_share"] > 0.9
     dec = E.decode_work(g, 8, 5)
     want = sum(E.neuromorphic_energy(dec, g, p).values()) / 5
     assert doc["metrics"]["decode"]["j_per_token_samples"] == pytest.approx([want, want])
@@ -112,6 +117,16 @@ def test_optical_sim_end_to_end(tmp_path, shared_cache):
     acc = doc["workload"]["model"]["accuracy"]
     assert 0.0 <= acc["token_agreement"] <= 1.0 and 0.0 <= acc["free_running_agreement"] <= 1.0
     assert acc["positions"] == 6 and acc["enob"] == 5
+    assert len(acc["seeds"]) == 5 and len(set(acc["seeds"])) == 5 and len(acc["per_seed"]) == 5
+    for key in ("token_agreement", "free_running_agreement", "kl_divergence"):
+        lo, hi = acc[f"{key}_ci95"]
+        assert lo <= acc[key] <= hi
+    assert acc["token_agreement"] == pytest.approx(sum(r["token_agreement"] for r in acc["per_seed"]) / 5)
+    assert acc["kl_divergence"] > 0 and "Student t" in acc["ci_method"]
+    sim0 = doc["workload"]["model"]["simulation"]
+    assert 0 < sim0["memory_share"] <= 1
+    line = sim0["dram_sensitivity"]
+    assert line["j_per_token_low"] <= line["j_per_token"] <= line["j_per_token_high"]
     assert "weight matmuls" in acc["method"] and "teacher-forced" in acc["method"]
     sim = doc["workload"]["model"]["simulation"]
     assert sim["parameters"]["enob"] == 5 and sim["parameter_sources"]["enob"] == "profile [sim] enob"
@@ -123,7 +138,7 @@ def test_optical_sim_end_to_end(tmp_path, shared_cache):
 def test_optical_lightmatter_model_and_no_accuracy(tmp_path, shared_cache):
     prof = write(tmp_path, sim='[sim]\noptical_model = "lightmatter"\nmeasure_accuracy = false\n')
     doc = run_json(prof, "--backend", "optical-sim", "--out", tmp_path, "--repeats", "1")
-    assert [r["domain"] for r in doc["energy"]["meters"]] == ["optical_system", "memory"]
+    assert [r["domain"] for r in doc["energy"]["meters"]] == ["optical_system", "attention_digital", "memory"]
     assert doc["workload"]["model"]["accuracy"]["token_agreement"] is None
     assert "physics_decode_j_per_token" in doc["workload"]["model"]["simulation"]["reference"]
 
@@ -164,6 +179,11 @@ def test_profiles_without_sim_keep_their_digest():
         ('optical_model = "quantum"', "unknown optical model"),
         ("fireing_rate = 0.1", "did you mean `firing_rate`"),
         ("dram_pj_per_bit = -1.0", "dram_pj_per_bit must be a finite number >= 0"),
+        ('dram = "lpddr9"', "unknown DRAM preset 'lpddr9'"),
+        ('digital_precision = "int4"', "unknown digital precision 'int4'"),
+        ("weight_bits = 0", "weight_bits must be >= 1"),
+        ("process_node_nm = 0.0", "process_node_nm must be a finite number > 0"),
+        ("accuracy_seeds = 0", "accuracy_seeds must be >= 1"),
     ],
 )
 def test_bad_sim_parameters_exit_2_with_line(tmp_path, sim, needle):

@@ -54,19 +54,43 @@ def _single_matmul_model(opset: int, k=64, n=512):
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
 
 
-@pytest.mark.parametrize("opset", [17, 18])
-@pytest.mark.parametrize("enob", [4, 8])
-def test_noise_is_gaussian_with_sigma_2_pow_minus_enob_of_each_rows_full_scale(opset, enob):
+def _run(model, x):
     import onnxruntime as ort
 
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+
+@pytest.mark.parametrize("opset", [17, 18])
+@pytest.mark.parametrize("enob", [4, 8])
+def test_noise_is_an_ideal_converters_of_each_rows_full_scale(opset, enob):
     model = _single_matmul_model(opset)
     x = np.random.default_rng(2).standard_normal((400, 64)).astype(np.float32)
-    exact = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-    assert noise.add_matmul_noise(model, enob, seed=3) == 1
-    noisy = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    exact = _run(model, x)
+    assert noise.add_matmul_noise(model, enob, seed=3) == 1  # K = 64 <= any array: one partial sum
+    noisy = _run(model, x)
     z = (noisy - exact) / np.abs(exact).max(axis=-1, keepdims=True) * 2.0**enob
-    assert abs(z.mean()) < 0.01 and z.std() == pytest.approx(1.0, rel=0.02)  # 204,800 draws
+    # an ideal B-bit converter over [-FS, FS]: LSB 2 FS 2^-B, noise LSB / sqrt(12) = FS 2^-B / sqrt(3)
+    assert abs(z.mean()) < 0.01 and z.std() == pytest.approx(1 / np.sqrt(3), rel=0.02)  # 204,800 draws
     assert np.abs(noisy - exact).max() > 0
+
+
+def test_noise_is_added_to_each_digitised_partial_sum():
+    k, n, a, enob = 64, 512, 16, 5  # 4 row tiles of 16 on a 16 x 16 array
+    model = _single_matmul_model(17, k, n)
+    w = numpy_helper.to_array(model.graph.initializer[0])
+    x = np.random.default_rng(4).standard_normal((300, k)).astype(np.float32)
+    exact = _run(model, x)
+    assert noise.add_matmul_noise(model, enob, seed=9, array_size=a) == 1
+    ops = [nd.op_type for nd in model.graph.node]
+    assert ops.count("MatMul") == 4 and ops.count("RandomNormalLike") == 4 and ops.count("Sum") == 1
+    onnx.checker.check_model(model)
+    noisy = _run(model, x)
+    # each partial sum y_c = x[:, c] @ W[c] gets sigma_c = max|y_c| 2^-B / sqrt(3), independently
+    parts = [x[:, c * a:(c + 1) * a] @ w[c * a:(c + 1) * a] for c in range(k // a)]
+    assert np.allclose(sum(parts), exact, atol=1e-4)
+    sigma = np.sqrt(sum((np.abs(y).max(axis=-1, keepdims=True) * 2.0**-enob / np.sqrt(3)) ** 2 for y in parts))
+    z = (noisy - exact) / sigma
+    assert abs(z.mean()) < 0.01 and z.std() == pytest.approx(1.0, rel=0.02)  # 153,600 draws
 
 
 def test_perturbed_session_keeps_external_weights_in_place(tmp_path):
@@ -115,6 +139,28 @@ def test_agreement_arithmetic():
     assert r["token_agreement"] == 0.75
     assert r["free_running_agreement"] == 0.5 and r["first_divergence"] == 2
     assert r["perturbed_token_ids"] == [5, 6, 9, 9] and r["positions"] == 4
+    assert r["kl_divergence"] is None  # no logits exposed
+
+
+def test_kl_divergence_by_hand():
+    p, q = np.log([0.5, 0.25, 0.25]), np.log([0.25, 0.5, 0.25])
+    # KL = 0.5 ln 2 + 0.25 ln 0.5 + 0 = 0.25 ln 2
+    assert noise.kl_divergence(p + 3.0, q - 1.0) == pytest.approx(0.25 * np.log(2))  # shift-invariant
+    assert noise.kl_divergence(p, p) == 0.0
+
+
+def test_over_seeds_mean_and_t_interval():
+    runs = {0: ([5, 6, 7, 8], [5, 6, 7, 8]), 1: ([5, 0, 7, 8], [5, 6, 9, 9]), 2: ([5, 6, 0, 8], [0, 0, 0, 0])}
+    r = noise.measure_over_seeds([5, 6, 7, 8], None, lambda seed: Scripted(*runs[seed]), [0, 1, 2])
+    assert r["seeds"] == [0, 1, 2] and [s["seed"] for s in r["per_seed"]] == [0, 1, 2]
+    forced = [1.0, 0.75, 0.75]
+    m = sum(forced) / 3
+    sd = np.std(forced, ddof=1)
+    assert r["token_agreement"] == pytest.approx(m)
+    assert r["token_agreement_ci95"] == pytest.approx([m - 4.303 * sd / np.sqrt(3), 1.0])  # t_0.975,2; clipped at 1
+    assert r["free_running_agreement"] == pytest.approx((1.0 + 0.5 + 0.0) / 3)
+    assert r["free_running_agreement_ci95"][0] == 0.0  # clipped at 0
+    assert r["kl_divergence"] is None and r["kl_divergence_ci95"] is None
 
 
 def test_agreement_on_the_tiny_model_falls_with_fewer_bits():
@@ -131,10 +177,14 @@ def test_agreement_on_the_tiny_model_falls_with_fewer_bits():
 
     exact = noise.greedy_tokens(
         session(ort.InferenceSession(str(exp.onnx_path), session_options(1), providers=["CPUExecutionProvider"])), 16)
-    agree = {b: noise.measure_agreement(exact, session(noise.perturbed_session(exp.onnx_path, b, 0, 1)))
+    exact2, logits = noise.greedy_with_logits(
+        session(ort.InferenceSession(str(exp.onnx_path), session_options(1), providers=["CPUExecutionProvider"])), 16)
+    assert exact2 == exact and len(logits) == 16 and logits[0].shape == (512,)
+    agree = {b: noise.measure_agreement(exact, session(noise.perturbed_session(exp.onnx_path, b, 0, 1, 32)), logits)
              for b in (1, 16)}
     assert agree[16]["token_agreement"] == 1.0 and agree[16]["first_divergence"] is None
     assert agree[1]["token_agreement"] < 0.5
+    assert 0 <= agree[16]["kl_divergence"] < 1e-6 < agree[1]["kl_divergence"]
 
 
 def test_unnamed_nodes_are_each_perturbed_once():

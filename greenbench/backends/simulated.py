@@ -12,11 +12,18 @@ remain the host's.
 Terms:
     simulated joule: energy computed from counted work x a published per-event figure; never a
         measurement (method ``simulated``, the least trusted method).
-    domain: where the simulated joules go: ``synaptic_ops``, ``spikes``, ``routing``, ``memory``
-        (neuromorphic); ``laser``, ``adc_dac``, ``weight_programming``, ``attention_digital``, ``memory``
-        (optical ``physics`` model) or ``optical_system``, ``memory`` (optical ``lightmatter`` model).
+    domain: where the simulated joules go (:data:`~greenbench.backends.sim.energy.NEUROMORPHIC_DOMAINS`,
+        :data:`~greenbench.backends.sim.energy.OPTICAL_DOMAINS`): synaptic ops, neuron updates, spikes,
+        routing, inter-chip traffic, static power, the digital attention co-processor and DRAM
+        (neuromorphic); laser, ADC/DAC, weight programming and hold, digital attention and DRAM (optical).
+    memory share and DRAM sensitivity: ``simulation.memory_share`` is the DRAM domain over the total
+        per decode token; ``simulation.dram_sensitivity`` is the J/token at the low and high end of the
+        DRAM range (every preset's published range, :data:`~greenbench.backends.sim.params.DRAM`), so a
+        reader sees whether a comparison is about the device or the memory.
     token agreement: for ``optical-sim``, the fraction of greedy tokens a noisy (ENOB-limited) copy of
-        the model gets right (:mod:`greenbench.backends.sim.noise`), reported in ``describe()["accuracy"]``.
+        the model gets right, over several noise seeds with a 95 % interval, plus the KL divergence of
+        its next-token distributions from the exact model's (:mod:`greenbench.backends.sim.noise`),
+        reported in ``describe()["accuracy"]``.
 """
 
 from __future__ import annotations
@@ -119,14 +126,18 @@ class SimulatedSession:
         self._past = 0
 
     def prefill(self) -> int:
+        t0 = time.perf_counter()
         token = self._inner.prefill()
+        host_s = time.perf_counter() - t0
         self._past = len(self.prompt_ids)
-        self._count(E.prefill_work(self.geometry, self._past, self.batch_size))
+        self._count(E.prefill_work(self.geometry, self._past, self.batch_size, host_s))
         return token
 
     def decode(self, first_token: int, n: int) -> list[int]:
+        t0 = time.perf_counter()
         tokens = self._inner.decode(first_token, n)
-        self._count(E.decode_work(self.geometry, self._past, n, self.batch_size))
+        host_s = time.perf_counter() - t0
+        self._count(E.decode_work(self.geometry, self._past, n, self.batch_size, host_s))
         self._past += n
         return tokens
 
@@ -169,15 +180,18 @@ def geometry_of(info: dict, cost: dict) -> tuple[E.Geometry, dict]:
             f"{info['onnx_path']}: no weight matmuls (MatMul/Gemm with a constant 2-D weight, MatMulNBits) found",
             "the simulated backends count work per weight matmul; use --backend cpu for this model",
         )
-    g = E.Geometry(tuple((m.k, m.n) for m in mats), attn, weight_bytes, kv_per_position)
+    kv_elements = 2 * int(cfg["layers"]) * int(cfg.get("kv_heads") or cfg["heads"]) * int(cfg["head_dim"])
+    g = E.Geometry(tuple((m.k, m.n) for m in mats), attn, weight_bytes, kv_per_position, kv_per_position / kv_elements)
     return g, {
         "weight_matmuls": len(mats),
+        "matmuls": [[m.k, m.n] for m in mats],
         "weight_macs_per_token": g.weight_macs_per_token,
         "weight_macs_per_token_cost_model": cost_weight_macs,
         "inputs_per_token": g.inputs_per_token,
         "attention_macs_per_position": attn,
         "weight_bytes_per_pass": weight_bytes,
         "kv_bytes_per_position": kv_per_position,
+        "kv_element_bytes": g.kv_element_bytes,
         "mean_context_tokens": T,
     }
 
@@ -186,6 +200,33 @@ def _per_token(energy: dict[str, float], tokens: int) -> dict[str, float]:
     out = {d: j / tokens for d, j in energy.items()}
     out["total"] = sum(energy.values()) / tokens
     return out
+
+
+def dram_sensitivity(energy: Callable, p, step: E.Work) -> dict:
+    """Decode J/token at the low and high end of the DRAM range (and at each preset), all else equal.
+
+    Args:
+        energy: ``(work, params) -> {domain: joules}``.
+        p: the resolved parameters (their ``dram_pj_per_bit`` is the reported value).
+        step: one decode step at the mean context.
+    """
+    lo = min(P.DRAM_RANGE_PJ_PER_BIT[0], p.dram_pj_per_bit)
+    hi = max(P.DRAM_RANGE_PJ_PER_BIT[1], p.dram_pj_per_bit)
+
+    def at(pj: float) -> float:
+        return sum(energy(step, P.with_dram(p, pj)).values()) / step.tokens
+
+    return {
+        "low_pj_per_bit": lo,
+        "high_pj_per_bit": hi,
+        "j_per_token_low": at(lo),
+        "j_per_token_high": at(hi),
+        "pj_per_bit": p.dram_pj_per_bit,
+        "j_per_token": at(p.dram_pj_per_bit),
+        "presets_j_per_token": {name: at(v[0]) for name, v in P.DRAM.items()},
+        "note": "decode J/token at the mean context with only the DRAM energy per bit changed, over the span of "
+        "every DRAM preset's published range (" + "; ".join(f"{n}: {v[2]}" for n, v in P.DRAM.items()) + ")",
+    }
 
 
 class SimulatedBackend:
@@ -218,7 +259,7 @@ class SimulatedBackend:
         step = E.decode_work(g, T, 1, B)  # one decode step at the mean context: the per-token summary
         try:
             p = P.neuromorphic_params(profile.sim) if self.name == NEUROMORPHIC else P.optical_params(profile.sim)
-        except ValueError as exc:
+        except (ValueError, KeyError) as exc:
             raise BackendError(f"[sim] {exc}", "valid presets: greenbench/backends/sim/params.py") from None
         sim: dict = {
             "backend": self.name,
@@ -228,25 +269,50 @@ class SimulatedBackend:
             "geometry": geo_info,
         }
         if self.name == NEUROMORPHIC:
-            energy = lambda w: E.neuromorphic_energy(w, g, p)  # noqa: E731
+            try:
+                placement = E.place(g, p.chip_memory_bytes, p.weight_bits, p.chips)
+            except ValueError as exc:
+                raise BackendError(f"[sim] {exc}", "raise chip_memory_bytes or lower weight_bits") from None
+            energy = lambda w, q=p: E.neuromorphic_energy(w, g, q, placement)  # noqa: E731
             domains = E.NEUROMORPHIC_DOMAINS
-            sim["energy_model"] = (
-                "synaptic_ops = MACs x firing_rate x timesteps x synaptic_op_pj (SpikeGPT convention); "
-                "spikes = weight-matmul input activations x firing_rate x timesteps x spike_pj; "
-                "routing = spikes x hops_per_spike x hop_pj; memory = (weight bytes per pass"
-                + (" x timesteps" if p.refetch_weights_per_timestep else "")
-                + " + KV bytes) x 8 x dram_pj_per_bit"
+            _, time_how = E.neuromorphic_time(step, g, p, placement)
+            geo_info["placement"] = placement.as_dict()
+            sim["time_model"] = (
+                {"kind": "modelled", "source": p.timing["source"]} if time_how == "modelled" else
+                {"kind": "host", "source": "no latency model for this chip: the static term uses the host's wall "
+                 "time of each pass" + (" (0 W here)" if not p.static_power_w else "")}
             )
-            ref = E.digital_reference_energy(step, g, p.digital_mac_pj, p.dram_pj_per_bit)
-            r_star = E.break_even_firing_rate(g, p, T)
+            sim["energy_model"] = (
+                "synaptic_ops = weight MACs x firing_rate x timesteps x synaptic_op_pj (SpikeGPT convention); "
+                "neuron_updates = matmul outputs x timesteps x (rate x active + (1 - rate) x inactive pJ); "
+                "spikes = weight-matmul input activations x firing_rate x timesteps x spike_pj; "
+                "routing = spikes x hops_per_spike x hop_pj; interchip = spikes into a matmul on another chip x "
+                "interchip_pj_per_spike; static = static_power_w x chips x time; attention_digital = attention MACs "
+                "x digital_mac_pj (digital co-processor); memory = (weights beyond on-chip capacity, at weight_bits, "
+                "per pass" + (" x timesteps" if p.refetch_weights_per_timestep else "")
+                + " + KV bytes) x 8 x dram_pj_per_bit"
+                + ("; all-in chip figure: spikes, routing, neuron updates, static power and on-chip memory are "
+                   "inside synaptic_op_pj" if p.all_in else "")
+            )
+            ref = E.digital_reference_energy(step, g, p)
+            ref_sram = E.digital_reference_energy(step, g, p, weights_on_chip=True)
+            r_star = E.break_even_firing_rate(g, p)
             side = "above" if p.firing_rate > P.YAN_BREAK_EVEN_SPIKE_RATE else "at or below"
             sim["reference"] = {
                 "digital_decode_j_per_token": _per_token(ref, step.tokens),
-                "digital_note": "the same work on a digital accelerator: every MAC at digital_mac_pj plus the "
-                "same memory traffic",
+                "digital_memory_share": E.memory_share(ref),
+                "digital_note": f"the same work on a digital {p.digital_precision} accelerator at "
+                f"{p.process_node_nm:g} nm: every MAC at digital_mac_pj, weights read from DRAM once per pass, "
+                "the same KV traffic",
+                "digital_weights_on_chip_decode_j_per_token": _per_token(ref_sram, step.tokens),
+                "digital_weights_on_chip_memory_share": E.memory_share(ref_sram),
+                "digital_weights_on_chip_note": "the same digital accelerator holding the weights in on-chip SRAM "
+                "(read once per pass at Horowitz 2014's 100 pJ per 64 bits of a 1 MB SRAM): the like-for-like "
+                "baseline when the chip holds the weights too",
                 "break_even_firing_rate": r_star,
-                "break_even_note": "firing rate at which synaptic ops + spikes + routing cost as much as the "
-                "digital MACs (memory excluded), at the mean decode context",
+                "break_even_note": "firing rate at which synaptic ops + neuron updates + spikes + routing cost as "
+                "much as the digital weight MACs (attention and memory excluded: both run the same way beside either)"
+                + ("; null: the inactive neuron updates alone cost more than the digital MACs" if r_star is None else ""),
                 "yan2024_break_even_spike_rate": P.YAN_BREAK_EVEN_SPIKE_RATE,
                 "yan2024_note": (
                     f"firing_rate {p.firing_rate:g} is {side} "
@@ -255,75 +321,112 @@ class SimulatedBackend:
                 ),
             }
             keys = ["spikegpt2023", "spikformer2023", "yan2024", "horowitz2014", "kaplan2020"]
-            chip_paper = {"loihi": "davies2018", "truenorth": "merolla2014", "spinnaker": "vanalbada2018"}
-            keys += [chip_paper[p.chip]] if p.chip in chip_paper else []
+            chip_paper = {"loihi": ["davies2018", "frady2020", "merolla2014"], "truenorth": ["merolla2014"],
+                          "spinnaker": ["vanalbada2018", "furber2014"]}
+            keys += chip_paper.get(p.chip, [])
+            keys += ["oconnor2017", "yan2020"] if p.dram == "hbm2e" else []
             accuracy = {
                 "token_agreement": None,
                 "method": "not simulated: the tokens are the exact (non-spiking) model's; converting a model to a "
                 "spiking network changes its accuracy, which this backend does not model",
             }
         else:
-            energy = lambda w: E.optical_energy(w, g, p)  # noqa: E731
+            energy = lambda w, q=p: E.optical_energy(w, g, q)  # noqa: E731
             domains = E.OPTICAL_DOMAINS[p.optical_model]
             geo_info["weights_resident"] = E.weights_resident(g, p)
             geo_info["array_weights"] = p.array_size**2 * p.array_count
             geo_info["conversions_per_token"] = g.conversions_per_token(p.array_size)
+            geo_info["partial_sums_per_token"] = g.partial_sums_per_token(p.array_size)
+            geo_info["tiles_per_token"] = g.tiles_per_token(p.array_size)
             if p.optical_model == "physics":
+                sim["time_model"] = {
+                    "kind": "modelled",
+                    "source": "tokens x tiles / (array_count x modulation_ghz): one array cycle per tile; "
+                    "programming time not modelled",
+                }
                 sim["energy_model"] = (
-                    "laser = weight MACs x ops_per_mac x laser_optical_fj_per_op / laser_wall_plug_efficiency; "
-                    "adc_dac = per token and weight matmul ceil(N/A)*K + ceil(K/A)*N conversions x FOM x 2^ENOB; "
-                    "weight_programming = every weight once per pass x FOM x 2^ENOB unless the weights fit on the "
-                    "arrays; attention_digital = attention MACs x digital_mac_pj; memory = (weight bytes per pass "
-                    "unless resident + KV bytes) x 8 x dram_pj_per_bit"
+                    ("laser = digitised partial sums x 3 x 4^ENOB photons x h c / wavelength (shot-noise limit, "
+                     "Hamerly et al. 2019)" if p.laser_optical_fj_per_op is None else
+                     "laser = weight MACs x ops_per_mac x laser_optical_fj_per_op")
+                    + " / laser_wall_plug_efficiency; adc_dac = per token and weight matmul ceil(N/A)*K + "
+                    "ceil(K/A)*N conversions x FOM x 2^ENOB; weight_programming = every weight once per pass x FOM "
+                    "x 2^ENOB unless the weights fit on the arrays; weight_hold = hold_mw_per_weight x weights on "
+                    "the arrays x modelled compute time; attention_digital = attention MACs x digital_mac_pj; "
+                    "memory = (weights at weight_bits per pass unless resident + KV bytes) x 8 x dram_pj_per_bit"
                 )
             else:
                 sim["energy_model"] = (
-                    "optical_system = all MACs x ops_per_mac x op_pj (measured all-in figure); "
-                    "memory = (weight bytes per pass + KV bytes) x 8 x dram_pj_per_bit"
+                    "optical_system = weight MACs x ops_per_mac x op_pj (measured all-in figure); attention_digital "
+                    "= attention MACs x digital_mac_pj; memory = (weights at weight_bits per pass + KV bytes) x 8 x "
+                    "dram_pj_per_bit"
                 )
             other = dataclasses.replace(p, optical_model="lightmatter" if p.optical_model == "physics" else "physics")
+            ref = E.digital_reference_energy(step, g, p)
             sim["reference"] = {
                 f"{other.optical_model}_decode_j_per_token": _per_token(E.optical_energy(step, g, other), step.tokens),
+                "digital_decode_j_per_token": _per_token(ref, step.tokens),
+                "digital_memory_share": E.memory_share(ref),
+                "digital_note": f"the same work on a digital {p.digital_precision} accelerator at "
+                f"{p.process_node_nm:g} nm: every MAC at digital_mac_pj, weights read from DRAM once per pass",
                 "quantum_limit_weight_macs_j_per_token": g.weight_macs_per_token * P.QUANTUM_LIMIT_J_PER_MAC,
                 "quantum_limit_note": "Hamerly et al. 2019: ~50 zJ per MAC, the weight MACs only, no memory",
             }
-            keys = ["ahmed2025", "murmann", "nahmias2020", "hamerly2019", "horowitz2014", "kaplan2020"]
+            keys = ["ahmed2025", "murmann", "nahmias2020", "hamerly2019", "harris2014", "horowitz2014", "kaplan2020"]
+            keys += ["oconnor2017", "yan2020"] if p.dram == "hbm2e" else []
             accuracy = self._accuracy(inner, profile, p, info, len(g.matmuls), progress) if p.measure_accuracy else {
                 "token_agreement": None, "method": "not measured ([sim] measure_accuracy = false)"}
-        sim["decode_j_per_token_at_mean_context"] = _per_token(energy(step), step.tokens)
+        per_token = energy(step)
+        sim["decode_j_per_token_at_mean_context"] = _per_token(per_token, step.tokens)
+        sim["memory_share"] = E.memory_share(per_token)
+        sim["memory_share_note"] = ("DRAM (KV cache, and weights that are not resident) over the total, per decode "
+                                    "token at the mean context")
+        sim["dram_sensitivity"] = dram_sensitivity(energy, p, step)
+        if self.name == NEUROMORPHIC and sim["time_model"]["kind"] == "host" and p.static_power_w:
+            sim["decode_note"] = "static energy needs the host time of a pass: not in the mean-context figures"
         sim["citations"] = [P.CITATIONS[k] for k in keys]
         meter = SimulatedMeter(self.name, domains)
         return SimulatedSession(inner, meter, g, energy, {"simulation": sim, "accuracy": accuracy})
 
     def _accuracy(self, inner, profile, p, info, n_matmuls: int, progress) -> dict:
-        """Greedy-token agreement of the noisy model with the exact one (see :mod:`greenbench.backends.sim.noise`)."""
+        """Agreement of the noisy model with the exact one over ``accuracy_seeds`` noise seeds, with 95 %
+        intervals, and the KL divergence of the next-token distributions (see
+        :mod:`greenbench.backends.sim.noise`)."""
         from greenbench.backends.sim import noise
         from greenbench.models.loader import decoder_io, open_export_dir
         from greenbench.workloads.inference import DecoderSession
 
         n = profile.generation.max_new_tokens
+        seeds = [p.noise_seed + noise.SEED_STRIDE * k for k in range(p.accuracy_seeds)]
         if progress:
-            progress(f"optical-sim: measuring greedy-token agreement at ENOB {p.enob} over {n} tokens")
-        exact = noise.greedy_tokens(inner, n)
+            progress(f"optical-sim: measuring greedy-token agreement at ENOB {p.enob} over {n} tokens and "
+                     f"{len(seeds)} noise seeds")
+        exact, exact_logits = noise.greedy_with_logits(inner, n)
         inner.reset()
-        ort_sess = noise.perturbed_session(info["onnx_path"], p.enob, p.noise_seed, info.get("intra_op_threads") or 1)
         export = open_export_dir(info["model_dir"], source=info.get("source"))
-        io = decoder_io(ort_sess.get_inputs(), ort_sess.get_outputs(), export)
-        noisy = DecoderSession(ort_sess, io, inner.prompt_ids, batch_size=1, max_new_tokens=n)
-        try:
-            result = noise.measure_agreement(exact, noisy)
-        finally:
-            noisy.close()
+        threads = info.get("intra_op_threads") or 1
+
+        def make_session(seed: int):
+            ort_sess = noise.perturbed_session(info["onnx_path"], p.enob, seed, threads, p.array_size)
+            io = decoder_io(ort_sess.get_inputs(), ort_sess.get_outputs(), export)
+            return DecoderSession(ort_sess, io, inner.prompt_ids, batch_size=1, max_new_tokens=n)
+
+        result = noise.measure_over_seeds(exact, exact_logits, make_session, seeds)
         return {
             **result,
             "enob": p.enob,
+            "array_size": p.array_size,
             "noise_seed": p.noise_seed,
+            "ci_method": "mean over seeds with a two-sided 95 % Student t interval (t_0.975,n-1 s / sqrt(n)); "
+            "agreements clipped to [0, 1]",
             "method": (
-                f"Gaussian noise z * max|y| * 2^-{p.enob} (z ~ N(0,1), max over each output vector) added to the "
-                f"output y of each of the {n_matmuls} weight matmuls (q/k/v/o projections, MLP, LM head) of the ONNX "
-                "graph; attention, norms and all other ops exact. token_agreement: teacher-forced (the noisy model "
-                "is fed the exact model's preceding tokens) fraction of greedy tokens equal to the exact model's; "
-                "free_running_agreement: the noisy model decoding on its own, position by position"
+                f"each of the {n_matmuls} weight matmuls (q/k/v/o projections, MLP, LM head) of the ONNX graph is "
+                f"split into its ceil(K/{p.array_size}) partial sums, as the {p.array_size}x{p.array_size} array "
+                f"digitises them; each partial sum y_c gets z * max|y_c| * 2^-{p.enob} / sqrt(3) (z ~ N(0,1), the "
+                "noise of an ideal ENOB converter over [-max, max], max over each output vector); attention, norms "
+                "and all other ops exact. token_agreement: teacher-forced (the noisy model is fed the exact model's "
+                "preceding tokens) fraction of greedy tokens equal to the exact model's; free_running_agreement: the "
+                "noisy model decoding on its own, position by position; kl_divergence: mean KL(exact || noisy) of the "
+                "teacher-forced next-token distributions, nats"
             ),
         }
 

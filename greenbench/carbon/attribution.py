@@ -5,8 +5,15 @@ Terms:
     PUE: power usage effectiveness, facility energy / IT energy (>= 1; 1.0 by default, i.e. cooling
         and power distribution are not counted unless you say so).
     facility energy: IT energy x PUE, ``energy_j``; every gram here is computed from it.
-    marginal energy: IT energy minus the machine's idle draw over the same window (what the workload
-        added); reported beside the total as ``marginal_g_co2e``, never instead of it.
+    idle-subtracted energy: IT energy minus the machine's idle draw over the same window (what the
+        workload added to an idle machine); its grams, at the same *average* grid intensity, are
+        reported beside the total as ``idle_subtracted_g_co2e``, never instead of it. This is not a
+        marginal emission: a marginal emission factor (the intensity of the plant that answers an
+        extra load) is a different, usually higher, figure that greenbench does not have. Results
+        written before this name existed call the same figures ``marginal_g_co2e`` and
+        ``marginal_energy_j``; :func:`inputs_from_result` still reads them.
+    boundary: every intensity's ``source`` says what it counts (``lifecycle``, ``direct combustion``,
+        ...) and its ``year``; see :mod:`greenbench.carbon.regions` and :mod:`greenbench.carbon.sources`.
     kWh per million tokens: facility energy per token x 10^6 / 3.6e6 J/kWh, the unit operators plan with.
 
 Defaults, in order: the ``region``/``pue`` argument (a profile's ``[carbon]`` table or ``--region``),
@@ -193,7 +200,8 @@ def attribute(
             ``default_region_used: true`` and a ``warning``).
         pue: facility/IT energy ratio >= 1; None means ``GREENBENCH_PUE``, else ``pue`` in the user
             config, else 1.0.
-        marginal_energy_j: idle-subtracted IT energy, joules; None leaves ``marginal_g_co2e`` null.
+        marginal_energy_j: idle-subtracted IT energy, joules (the runner's ``energy.marginal_j``); None
+            leaves ``idle_subtracted_g_co2e`` null.
         energy_method: ``counter``/``estimate``/``simulated`` (or ``given``), copied into the block so
             that grams from estimated joules are never read as measured.
 
@@ -201,7 +209,7 @@ def attribute(
         A JSON-ready dict: ``region``, ``region_name``, ``region_origin``, ``intensity_g_per_kwh``,
         ``intensity_source``, ``pue``, ``pue_origin``, ``it_energy_j``, ``energy_j`` (facility),
         ``g_co2e``, ``tokens``, ``g_co2e_per_1k_tokens``, ``kwh_per_million_tokens``,
-        ``marginal_energy_j``, ``marginal_g_co2e``, ``default_region_used``, ``warning``
+        ``idle_subtracted_energy_j``, ``idle_subtracted_g_co2e``, ``default_region_used``, ``warning``
         (and ``energy_method`` when given).
 
     Raises:
@@ -235,8 +243,8 @@ def _block(reg, region_origin, default_used, pue_value, pue_origin, it_j, margin
         "tokens": tokens,
         "g_co2e_per_1k_tokens": _per_1k(g, tokens),
         "kwh_per_million_tokens": _kwh_per_mtok(facility_j, tokens),
-        "marginal_energy_j": marginal_j,
-        "marginal_g_co2e": _grams(facility_marginal_j, reg.intensity_g_per_kwh),
+        "idle_subtracted_energy_j": marginal_j,
+        "idle_subtracted_g_co2e": _grams(facility_marginal_j, reg.intensity_g_per_kwh),
         "default_region_used": default_used,
         "warning": warning,
     }
@@ -265,7 +273,8 @@ def inputs_from_result(doc: Mapping[str, Any], source: str = "result") -> dict:
       (one per repeat), else ``run.repeats``, else 1; for training results
       ``metrics.train.tokens`` if present. So per-1k-token figures are per *generated* token, with
       the prefill energy included in the total.
-    - ``marginal_energy_j``: ``energy.marginal_j`` if present, else ``carbon.marginal_energy_j``.
+    - ``marginal_energy_j``: the idle-subtracted energy: ``energy.marginal_j`` if present, else
+      ``carbon.idle_subtracted_energy_j``, else ``carbon.marginal_energy_j`` (its name in older results).
     - ``region``, ``pue``, ``default_region_used``: from the result's ``carbon`` block, if any.
     - ``energy_method``: ``energy.method``.
 
@@ -296,7 +305,9 @@ def inputs_from_result(doc: Mapping[str, Any], source: str = "result") -> dict:
         tokens, tokens_basis = _tokens_from_workload(doc)
     marginal = _num(energy.get("marginal_j"))
     if marginal is None:
-        marginal = _num(carbon.get("marginal_energy_j"))
+        marginal = _num(carbon.get("idle_subtracted_energy_j"))
+    if marginal is None:
+        marginal = _num(carbon.get("marginal_energy_j"))  # results written before the rename
     return {
         "energy_j": total,
         "tokens": tokens,
@@ -358,7 +369,7 @@ def scenarios(
     Returns:
         One dict per scenario, in order, then the mix: ``name``, ``intensity_g_per_kwh``, ``source``,
         ``pue``, ``energy_j`` (facility), ``g_co2e``, ``g_co2e_per_1k_tokens``,
-        ``kwh_per_million_tokens``, ``marginal_g_co2e``, ``tokens``.
+        ``kwh_per_million_tokens``, ``idle_subtracted_g_co2e``, ``tokens``.
     """
     from greenbench.carbon.regions import resolve_region
     from greenbench.carbon.sources import check_mix, resolve_source
@@ -400,6 +411,9 @@ def scenarios(
                 intensity,
                 {
                     "dataset": "mix",
+                    "boundary": _mix_boundary([s.source for s, _ in parts]),
+                    "year": None,
+                    "year_note": "each component states its own year",
                     "components": [
                         {"name": s.name, "weight": w, "intensity_g_per_kwh": s.intensity_g_per_kwh, "source": s.source}
                         for s, w in parts
@@ -423,10 +437,16 @@ def scenarios(
                 "g_co2e": g,
                 "g_co2e_per_1k_tokens": _per_1k(g, tokens),
                 "kwh_per_million_tokens": _kwh_per_mtok(facility_j, tokens),
-                "marginal_g_co2e": _grams(facility_marginal_j, s.intensity_g_per_kwh),
+                "idle_subtracted_g_co2e": _grams(facility_marginal_j, s.intensity_g_per_kwh),
             }
         )
     return rows
+
+
+def _mix_boundary(sources: list[dict]) -> str:
+    """The boundary of a mix: its components' common boundary, else ``mixed (...)`` naming them."""
+    bounds = sorted({str(src.get("boundary") or "not stated") for src in sources})
+    return bounds[0] if len(bounds) == 1 else "mixed (" + ", ".join(bounds) + ")"
 
 
 def attribute_result(

@@ -20,8 +20,20 @@ Terms:
         ============================  ==========================  ==============================================
 
 Every :class:`Region` carries ``source``: the codecarbon file (path inside the package), the key in
-it, the data year where the file gives one, the package version and the reference the file cites,
-so a reader can find the number again.
+it, the data year (``year``; null with a ``year_note`` where neither the file nor its reference gives
+one), the package version, the reference the file cites, so a reader can find the number again, and
+the ``boundary`` of the figure:
+
+    ``lifecycle``: countries (codecarbon's ``global_energy_mix.json`` carries the columns of Our World
+        in Data's energy dataset, whose ``carbon_intensity_elec`` is Ember's lifecycle intensity of
+        generation) and GCP regions (Google's region figures use Electricity Maps' data, which apply
+        the IPCC 2014 lifecycle factors);
+    ``direct combustion``: the world average (IEA, CO2 from power generation), US states (EPA eGRID
+        output emission rates: stack emissions), Canadian provinces (combustion factors of coal, oil
+        and gas, every other source counted as 0) and Chinese provinces (MEE/NBS, CO2 only);
+    ``mixed``: Nordic bidding zones (production mix x codecarbon's per-source table, which holds
+        combustion figures for fossil fuels and lifecycle figures for the rest), and a country whose
+        intensity codecarbon computes from its mix with that table.
 
 The factors are the ones codecarbon's ``OfflineEmissionsTracker`` uses for the same place
 (``codecarbon/core/emissions.py``): a country's ``carbon_intensity`` from ``global_energy_mix.json``;
@@ -45,6 +57,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from greenbench.carbon.sources import DIRECT_COMBUSTION, LIFECYCLE
 from greenbench.errors import GreenbenchError
 
 __all__ = [
@@ -58,6 +71,8 @@ __all__ = [
 ]
 
 WORLD = "WORLD"
+MIXED = "mixed (direct combustion for fossil fuels, lifecycle for the other sources)"
+USER_BOUNDARY = "as given by the user (not known to greenbench)"
 
 #: Files inside the codecarbon package (paths relative to the package directory).
 F_GLOBAL_MIX = "data/private_infra/global_energy_mix.json"
@@ -191,14 +206,17 @@ def _cloud_rows() -> list[dict]:
         raise GreenbenchError(f"cannot read codecarbon data file {p}: {exc}") from None
 
 
-def _source(rel: str, key: str | None, year: Any = None, **extra: Any) -> dict:
+def _source(rel: str, key: str | None, year: Any = None, *, boundary: str, **extra: Any) -> dict:
     out = {
         "dataset": "codecarbon",
         "package_version": codecarbon_version(),
         "file": rel,
         "key": key,
         "year": year if isinstance(year, int) else None,
+        "boundary": boundary,
     }
+    if out["year"] is None:
+        out["year_note"] = "not stated by codecarbon's file"
     out.update({k: v for k, v in extra.items() if v is not None and v != ""})
     return out
 
@@ -249,7 +267,14 @@ def _world_region() -> Region:
         WORLD,
         "World average",
         value,
-        _source(F_PER_SOURCE, "world_average", reference=per_source.get("world_average_source")),
+        _source(
+            F_PER_SOURCE,
+            "world_average",
+            2018,
+            boundary=DIRECT_COMBUSTION,
+            reference=per_source.get("world_average_source"),
+            basis="IEA Global Energy & CO2 Status Report 2019: CO2 intensity of power generation in 2018",
+        ),
     )
 
 
@@ -286,7 +311,14 @@ def _build() -> _Table:
         code = iso3.upper()
         value, field_used = _country_intensity(entry, per_source)
         name = entry.get("country_name") or code
-        t.add(Region(code, name, value, _source(F_GLOBAL_MIX, iso3, entry.get("year"), field=field_used)))
+        boundary = LIFECYCLE if field_used == "carbon_intensity" else MIXED
+        basis = (
+            "Our World in Data energy dataset column carbon_intensity_elec (Ember, lifecycle intensity of generation)"
+            if boundary == LIFECYCLE
+            else "generation mix x codecarbon's carbon_intensity_per_source.json"
+        )
+        t.add(Region(code, name, value, _source(F_GLOBAL_MIX, iso3, entry.get("year"), boundary=boundary,
+                                                field=field_used, basis=basis)))
         country_aliases.append((name, code))
         c = pycountry.countries.get(alpha_3=code)
         if c is not None:
@@ -312,7 +344,14 @@ def _build() -> _Table:
                 code,
                 f"{row.get('providerName') or provider} {reg} ({where})",
                 float(row["impact"]),
-                _source(F_CLOUD, code, reference=row.get("source"), country=row.get("countryIsoCode")),
+                _source(
+                    F_CLOUD,
+                    code,
+                    boundary=LIFECYCLE,
+                    reference=row.get("source"),
+                    country=row.get("countryIsoCode"),
+                    basis="Google region carbon data (Electricity Maps, IPCC 2014 lifecycle factors)",
+                ),
             ),
             f"{provider}/{reg}",
         )
@@ -334,6 +373,7 @@ def _build() -> _Table:
                     F_USA,
                     state,
                     meta.get("year", _year_from_path(F_USA)),
+                    boundary=DIRECT_COMBUSTION,
                     reference=" ".join(str(meta[k]) for k in ("name", "url") if meta.get(k)) or None,
                     unit_in_file="lbs/MWh",
                 ),
@@ -361,6 +401,7 @@ def _build() -> _Table:
                     F_CANADA,
                     prov,
                     _year_from_path(F_CANADA),
+                    boundary=DIRECT_COMBUSTION,
                     method=(
                         "generation mix (%) x coal 995.725971, petroleum 816.6885263, natural gas "
                         "743.8415916 g/kWh (codecarbon's factors from the energy-usage project); other "
@@ -387,6 +428,7 @@ def _build() -> _Table:
                     F_CHINA,
                     code,
                     rec.get("year", cmeta.get("year")),
+                    boundary=f"{DIRECT_COMBUSTION} (CO2 only)",
                     reference=cmeta.get("source"),
                     unit_in_file=rec.get("unit"),
                     note=cmeta.get("convention"),
@@ -413,6 +455,7 @@ def _build() -> _Table:
                     F_NORDIC,
                     zone,
                     rec.get("year"),
+                    boundary=MIXED,
                     reference=nmeta.get("source"),
                     coverage=rec.get("coverage"),
                     unit_in_file=rec.get("unit"),
@@ -454,7 +497,8 @@ def _number_region(text: str, origin: str | None) -> Region | None:
         format_number(value),
         f"user-supplied {format_number(value)} g CO2e/kWh",
         value,
-        {"dataset": "user", "given_as": text.strip(), "origin": origin or "argument"},
+        {"dataset": "user", "given_as": text.strip(), "origin": origin or "argument", "boundary": USER_BOUNDARY,
+         "year": None, "year_note": "user-supplied figure"},
     )
 
 

@@ -21,7 +21,10 @@ def carbon(
     ),
     joules: Optional[float] = typer.Option(None, "--joules", "-j", help="IT energy in joules (instead of RESULT)."),
     tokens: Optional[int] = typer.Option(None, "--tokens", "-n", min=0, help="Tokens the energy was spent on (per-1k-token figures)."),
-    marginal_joules: Optional[float] = typer.Option(None, "--marginal-joules", help="Idle-subtracted energy in joules, reported beside the total."),
+    marginal_joules: Optional[float] = typer.Option(
+        None, "--idle-subtracted-joules", "--marginal-joules",
+        help="Idle-subtracted energy in joules, reported beside the total (at the same average intensity).",
+    ),
     region: Optional[str] = typer.Option(
         None,
         "--region",
@@ -34,8 +37,10 @@ def carbon(
         None,
         "--scenario",
         "-s",
-        help="Comma-separated what-if sources: solar, wind, nuclear, hydro, gas, coal, oil, geothermal, biomass, csp, "
-        "wind-onshore, wind-offshore, ipcc:NAME, grid (the run's region), grid:REGION, or a number.",
+        help="Comma-separated what-if sources. Plain names are IPCC AR5 lifecycle medians: gas (combined cycle), coal, "
+        "nuclear, wind (onshore), wind-offshore, solar (utility PV), solar-rooftop, hydro, geothermal, csp, biomass; "
+        "codecarbon:NAME is codecarbon's table (gas, coal and oil there are direct combustion); grid (the run's "
+        "region), grid:REGION, or a number.",
     ),
     mix: Optional[str] = typer.Option(None, "--mix", help="A user-defined mix as fractions summing to 1, e.g. solar=0.6,wind=0.3,gas=0.1."),
     list_regions: bool = typer.Option(False, "--list-regions", help="List every known region and its intensity, then exit."),
@@ -65,7 +70,9 @@ def carbon(
 
     if result is not None:
         if marginal_joules is not None:
-            raise GreenbenchError("--marginal-joules goes with --joules", "a result's marginal energy is read from the result")
+            raise GreenbenchError(
+                "--idle-subtracted-joules goes with --joules", "a result's idle-subtracted energy is read from the result"
+            )
         doc = _load_result(result)
         block = lib.attribute_result(doc, tokens=tokens, region=region, pue=pue, source=str(result))
         subject: Any = doc
@@ -83,7 +90,7 @@ def carbon(
             tokens=block["tokens"],
             region=block["region"],
             pue=block["pue"],
-            marginal_energy_j=block["marginal_energy_j"],
+            marginal_energy_j=block["idle_subtracted_energy_j"],
         )
 
     from greenbench.cli import render
@@ -112,6 +119,17 @@ def _load_result(path: Path) -> dict:
     return load_any(path)
 
 
+def _boundary(src: dict) -> str:
+    """The boundary of a factor in a word or two (``lifecycle``, ``direct combustion``, ``mixed``)."""
+    b = src.get("boundary")
+    if src.get("dataset") == "mix":
+        parts = {_boundary(c.get("source") or {}) for c in src.get("components", [])}
+        return parts.pop() if len(parts) == 1 else "mixed"
+    if not b:
+        return "not stated"
+    return "user-given" if src.get("dataset") == "user" else str(b).split(" (")[0]
+
+
 def _short_source(src: dict, long: bool = True) -> str:
     """One line naming where a factor came from (no square brackets: rich would read them as markup)."""
     ds = src.get("dataset")
@@ -122,7 +140,7 @@ def _short_source(src: dict, long: bool = True) -> str:
         where = f"{src.get('file', '').rsplit('/', 1)[-1]}:{src.get('key')}"
         return f"codecarbon {src.get('package_version') or '?'} {where}{year}"
     if ds == "IPCC AR5":
-        return f"IPCC AR5 median, {src.get('row')}" if long else "IPCC AR5"
+        return f"IPCC AR5 median, {src.get('row')} ({src.get('year')})" if long else "IPCC AR5"
     if ds == "mix":
         return "weighted mean" if long else "mix"
     if ds == "user":
@@ -143,20 +161,21 @@ def _render_block(render, block: dict, result: Path | None) -> None:
         ("region", f"{block['region']} ({block['region_name']})"),
         ("grid intensity", f"{block['intensity_g_per_kwh']:.4g} g CO2e/kWh"),
         ("intensity source", _short_source(block["intensity_source"])),
+        ("intensity boundary", block["intensity_source"].get("boundary") or "not stated"),
         ("PUE", f"{block['pue']:g} ({block['pue_origin']})"),
         ("IT energy", f"{render.fmt_si(block['it_energy_j'], 'J')} ({method_note})"),
         ("facility energy", render.fmt_si(block["energy_j"], "J")),
         ("CO2e", _g(block["g_co2e"])),
     ]
-    if block.get("marginal_g_co2e") is not None:
-        rows.append(("CO2e, marginal (idle subtracted)", _g(block["marginal_g_co2e"])))
+    if block.get("idle_subtracted_g_co2e") is not None:
+        rows.append(("CO2e, idle subtracted (average intensity)", _g(block["idle_subtracted_g_co2e"])))
     if block.get("tokens"):
         basis = block.get("tokens_basis")
         rows.append(("tokens", f"{block['tokens']}" + (f" ({basis})" if basis else "")))
         rows.append(("CO2e per 1k tokens", _g(block["g_co2e_per_1k_tokens"])))
         rows.append(("kWh per million tokens", f"{block['kwh_per_million_tokens']:.4g} kWh"))
     title = f"Carbon: {result}" if result is not None else "Carbon"
-    render.table(title, ["quantity", ("value", "right")], rows)
+    render.table(title, ["quantity", ("value", "right")], rows, overflow="fold")
 
 
 def _render_scenarios(render, block: dict, rows: list[dict]) -> None:
@@ -164,9 +183,9 @@ def _render_scenarios(render, block: dict, rows: list[dict]) -> None:
     cols: list[Any] = ["scenario", ("g CO2e/kWh", "right"), ("g CO2e", "right")]
     if per_tok:
         cols.append(("g CO2e / 1k tokens", "right"))
-    if block.get("marginal_g_co2e") is not None:
-        cols.append(("marginal g CO2e", "right"))
-    cols.append("source")
+    if block.get("idle_subtracted_g_co2e") is not None:
+        cols.append(("idle-subtracted g CO2e", "right"))
+    cols += ["boundary", "source"]
     out = []
     parts = None
     for r in rows:
@@ -176,9 +195,9 @@ def _render_scenarios(render, block: dict, rows: list[dict]) -> None:
         line: list[Any] = ["mix" if is_mix else r["name"], f"{r['intensity_g_per_kwh']:.4g}", _g(r["g_co2e"], "")]
         if per_tok:
             line.append(_g(r["g_co2e_per_1k_tokens"], ""))
-        if block.get("marginal_g_co2e") is not None:
-            line.append(_g(r["marginal_g_co2e"], ""))
-        line.append(_short_source(r["source"], long=False))
+        if block.get("idle_subtracted_g_co2e") is not None:
+            line.append(_g(r["idle_subtracted_g_co2e"], ""))
+        line += [_boundary(r["source"]), _short_source(r["source"], long=False)]
         out.append(line)
     if per_tok:
         caption = (
@@ -189,7 +208,7 @@ def _render_scenarios(render, block: dict, rows: list[dict]) -> None:
         caption = "give --tokens N (or a result) for per-token figures and kWh per million tokens"
     if parts:
         caption += f"; mix = {parts}"
-    render.table("What-if: the same energy from other sources", cols, out, caption=caption)
+    render.table("What-if: the same energy from other sources", cols, out, caption=caption, overflow="fold")
 
 
 def _list_regions(lib, json_out: bool) -> None:

@@ -63,14 +63,18 @@ def table(
     columns: Sequence[str | tuple[str, str]],
     rows: Iterable[Sequence[Any]],
     caption: str | None = None,
+    overflow: str = "ellipsis",
 ) -> None:
-    """Print a table on stdout. A column is a name, or (name, justify) with justify in left/right/center."""
+    """Print a table on stdout. A column is a name, or (name, justify) with justify in left/right/center.
+
+    ``overflow="fold"`` wraps a value too long for its column onto the next line instead of cutting it off.
+    """
     t = Table(
         title=escape(title) if title else None, caption=escape(caption) if caption else None, header_style="bold"
     )
     for col in columns:
         name, justify = (col, "left") if isinstance(col, str) else col
-        t.add_column(escape(name), justify=justify)
+        t.add_column(escape(name), justify=justify, overflow=overflow)
     for row in rows:
         t.add_row(*["" if v is None else escape(str(v)) for v in row])
     console().print(t)
@@ -127,6 +131,30 @@ def fmt_si(value: float | None, unit: str, digits: int = 3) -> str:
     return f"{value:.{digits}g} {unit}"
 
 
+def _training_table(doc: dict, label: str) -> None:
+    """The training rows: J/token, tokens/s, MFU and the loss before, at the first and at the last step."""
+    w, t = doc["workload"], (doc["metrics"].get("train") or {})
+
+    def num(v, fmt):
+        return "-" if v is None else format(v, fmt)
+
+    peak = t.get("peak") or {}
+    mfu = t.get("mfu")
+    table(
+        f"{doc['profile']['name']} on {doc['backend']}: {w['repeats_completed']} repeats of "
+        f"{w.get('tokens_per_repeat', '?')} trained tokens",
+        ["phase", ("J/token (median)", "right"), ("IQR", "right"), ("tokens/s", "right"), ("MFU", "right"),
+         ("loss before / first / last", "right")],
+        [["train", fmt_si(t.get("j_per_token"), "J"), fmt_si(t.get("j_per_token_iqr"), "J"),
+          num(t.get("tokens_per_s"), ".1f"), "-" if mfu is None else f"{100 * mfu:.3g} %",
+          f"{num(t.get('loss_before'), '.4g')} / {num(t.get('loss_first'), '.4g')} / {num(t.get('loss_last'), '.4g')}"]],
+        caption=f"energy method: {label}; MFU against "
+        + (f"{fmt_si(peak['flops_per_s'], 'FLOP/s')} ({peak.get('method')}: {peak.get('source')})"
+           if peak.get("flops_per_s") else (peak.get("note") or "an unknown peak")),
+        overflow="fold",
+    )
+
+
 def result_summary(doc: dict) -> None:
     """Print a run's key metrics as tables: phases, energy by meter, carbon."""
     m = doc["metrics"]
@@ -134,12 +162,15 @@ def result_summary(doc: dict) -> None:
     method = e["method"]
     label = {"counter": "measured (counter)", "estimate": "ESTIMATED", "simulated": "SIMULATED"}[method]
     w = doc["workload"]
+    training = w.get("kind") == "training"
+    if training:
+        _training_table(doc, label)
     title = (
         f"{doc['profile']['name']} on {doc['backend']}: {w['repeats_completed']} repeats, "
         f"{w['prompt_tokens']} prompt + {w['new_tokens']} new tokens"
     )
     rows = []
-    for phase in ("prefill", "decode"):
+    for phase in () if training else ("prefill", "decode"):
         p = m.get(phase) or {}
         rows.append([
             phase,
@@ -148,12 +179,13 @@ def result_summary(doc: dict) -> None:
             "-" if p.get("tokens_per_s") is None else f"{p['tokens_per_s']:.1f}",
             fmt_si(p.get("duration_s"), "s"),
         ])
-    table(
-        title,
-        ["phase", ("J/token (median)", "right"), ("IQR", "right"), ("tokens/s", "right"), ("time", "right")],
-        rows,
-        caption=f"energy method: {label}; TTFT {fmt_si(m.get('ttft_s'), 's')}",
-    )
+    if rows:
+        table(
+            title,
+            ["phase", ("J/token (median)", "right"), ("IQR", "right"), ("tokens/s", "right"), ("time", "right")],
+            rows,
+            caption=f"energy method: {label}; TTFT {fmt_si(m.get('ttft_s'), 's')}",
+        )
     table(
         "Energy by meter",
         ["meter", "domain", "method", ("joules", "right"), "in total"],
@@ -173,9 +205,22 @@ def result_summary(doc: dict) -> None:
         )
     acc = ((w.get("model") or {}).get("accuracy") or {})
     if acc.get("token_agreement") is not None:
-        free = acc.get("free_running_agreement")
-        info(f"simulated accuracy: greedy-token agreement with the exact model {acc['token_agreement']:.3g} "
-             "teacher-forced" + (f", {free:.3g} free-running" if free is not None else "")
+        def ci(key: str) -> str:
+            iv = acc.get(f"{key}_ci95")
+            return f" [95% CI {iv[0]:.3g}-{iv[1]:.3g}]" if iv else ""
+
+        free, kl = acc.get("free_running_agreement"), acc.get("kl_divergence")
+        seeds = f" over {len(acc['seeds'])} noise seeds" if acc.get("seeds") else ""
+        info(f"simulated accuracy{seeds}: greedy-token agreement with the exact model {acc['token_agreement']:.3g}"
+             f"{ci('token_agreement')} teacher-forced"
+             + (f", {free:.3g}{ci('free_running_agreement')} free-running" if free is not None else "")
+             + (f"; KL divergence {kl:.3g} nats" if kl is not None else "")
              + " (how: workload.model.accuracy in the result)")
+    sim = (w.get("model") or {}).get("simulation") or {}
+    line = sim.get("dram_sensitivity") or {}
+    if sim.get("memory_share") is not None and line:
+        info(f"simulated decode: DRAM is {100 * sim['memory_share']:.3g} % of the energy per token; "
+             f"{fmt_si(line['j_per_token_low'], 'J')} to {fmt_si(line['j_per_token_high'], 'J')} per token over DRAM at "
+             f"{line['low_pj_per_bit']:.3g}-{line['high_pj_per_bit']:.3g} pJ/bit (workload.model.simulation)")
     for w_ in doc.get("warnings") or []:
         warn(w_)

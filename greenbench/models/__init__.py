@@ -3,7 +3,8 @@ loader and the model cache.
 
 Public entry points (imported lazily so ``import greenbench.models`` stays cheap):
     :class:`~greenbench.models.config.LlamaConfig`, :func:`~greenbench.models.cache.ensure_model`,
-    :func:`~greenbench.models.cost.decode_cost`, :func:`~greenbench.models.cost.roofline`,
+    :func:`~greenbench.models.cost.decode_cost`, :func:`~greenbench.models.cost.training_cost`,
+    :func:`~greenbench.models.cost.roofline`,
     :func:`~greenbench.models.cost.memory_bandwidth_gbps`, :func:`~greenbench.models.cost.memory_bandwidth_bytes_per_s`.
 """
 
@@ -19,6 +20,7 @@ _LAZY = {
     "ReferenceLlama": "greenbench.models.reference",
     "decode_cost": "greenbench.models.cost",
     "graph_cost": "greenbench.models.cost",
+    "training_cost": "greenbench.models.cost",
     "roofline": "greenbench.models.cost",
     "memory_bandwidth_gbps": "greenbench.models.cost",
     "memory_bandwidth_bytes_per_s": "greenbench.models.cost",

@@ -50,6 +50,50 @@ def decode_cost(cfg: LlamaConfig, context_tokens: int, batch_size: int = 1) -> d
     return _cost(params, macs, weight_bytes, kv_bytes, T, batch_size, "analytic")
 
 
+TRAINING_CITATION = (
+    "FLOPs per trained token = 6 N + 12 L H Q T: Chowdhery et al. 2022 (PaLM, arXiv:2204.02311), appendix B "
+    "(the 6N term: Kaplan et al. 2020, arXiv:2001.08361, section 2.1, N without embeddings)"
+)
+
+
+def training_cost(
+    *, layers: int, hidden: int, heads: int, kv_heads: int, head_dim: int, ffn: int, vocab: int, seq_len: int
+) -> dict:
+    """FLOPs per trained token of the training workload's decoder (PaLM appendix B).
+
+    ``flops_per_token = 6 N + 12 L nH hd T``: a forward pass costs 2 FLOPs per weight per token and the
+    backward pass twice that (Kaplan et al. 2020, section 2.1: C = 6N); attention adds ``QK^T`` and
+    ``softmax x V``, 2 matmuls of ``2 nH hd T`` FLOPs per token and layer forward, x3 with the backward
+    pass (Chowdhery et al. 2022, appendix B). ``N`` counts the weights of the matmuls a token goes
+    through: q/k/v/o, the MLP and the (untied) LM head. The embedding table is excluded, as Kaplan et
+    al. exclude it: a lookup reads one row and does no multiply-adds, so ``6 x all parameters``
+    overstates the work by ``6 V H`` per token. RMSNorm gains are excluded as sub-leading (a handful of
+    FLOPs each, not 6 per token). ``T`` is the full sequence length, as in PaLM: causal masking makes
+    half of the score matrix unused, but dense kernels compute it.
+
+    Returns:
+        ``params`` (every parameter, the embedding table included), ``non_embedding_params`` (N),
+        ``embedding_params``, ``flops_per_token``, ``attention_flops_per_token``, ``seq_len``,
+        ``method``, ``citation``.
+    """
+    L, H, nH, kvH, hd, F, V, T = layers, hidden, heads, kv_heads, head_dim, ffn, vocab, int(seq_len)
+    per_layer = H * nH * hd + 2 * H * kvH * hd + nH * hd * H + 3 * H * F
+    matmul_params = L * per_layer + H * V  # + LM head
+    norm_params = 2 * L * H + H
+    embedding = V * H
+    attention = 12 * L * nH * hd * T
+    return {
+        "params": int(matmul_params + norm_params + embedding),
+        "non_embedding_params": int(matmul_params),
+        "embedding_params": int(embedding),
+        "flops_per_token": float(6 * matmul_params + attention),
+        "attention_flops_per_token": float(attention),
+        "seq_len": T,
+        "method": "analytic (6N + 12LHQT)",
+        "citation": TRAINING_CITATION,
+    }
+
+
 def _cost(params, macs, weight_bytes, kv_bytes, context_tokens: int, batch_size: int, method: str) -> dict:
     """The cost dict: weight reads are shared by the batch's rows, KV reads are per row."""
     return {

@@ -245,6 +245,11 @@ class DecoderSession:
         self._len = t
         return self._tokens[0, 1 : n + 1].tolist()
 
+    def last_logits(self) -> np.ndarray:
+        """A copy of row 0's logits from the last :meth:`prefill` (its last position) or :meth:`decode` step."""
+        src = self._step_logits if self._len > self._S else self._last_prompt_logits
+        return np.array(src[0], copy=True)
+
     def cost(self) -> dict:
         return dict(self._cost)
 

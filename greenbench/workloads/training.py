@@ -4,8 +4,17 @@ A Llama-style decoder of the profile's shape (RMSNorm, rotary attention with gro
 SwiGLU MLP) with seeded random weights is trained with AdamW on seeded random token sequences of
 ``[train] seq_len``. A *step* is one forward + backward + optimizer update over ``batch_size x seq_len``
 tokens; a measured repeat is ``[train] steps`` steps inside one energy window. The data are random,
-so the loss falls only as the model memorises them: ``loss_first``/``loss_last`` show that the work was
-real training, not a measure of model quality.
+so the loss falls only as the model memorises them: ``loss_before`` (the loss of the freshly
+initialised model on the first batch, before any step, warmup included; about ``ln(vocab)``),
+``loss_first`` and ``loss_last`` (first and last measured steps) show that the work was real training,
+not a measure of model quality.
+
+Work and efficiency (:meth:`TrainingSession.cost`, :meth:`TrainingSession.train_metrics`):
+    FLOPs per trained token: ``6 N + 12 L H Q T`` with N the non-embedding matmul weights
+        (:func:`greenbench.models.cost.training_cost`; Kaplan et al. 2020, PaLM appendix B).
+    MFU: tokens/s x FLOPs per token / the device's peak (:mod:`greenbench.workloads.peak`): on a CPU
+        the peak is measured by a GEMM probe before the run, on a GPU it is the datasheet's dense rate
+        for the training precision. Both are recorded in ``metrics.train.peak``.
 """
 
 from __future__ import annotations
@@ -85,7 +94,7 @@ def build_model(spec, torch):
 
         def forward(self, ids):
             t = ids.shape[1]
-            freqs = torch.outer(torch.arange(t, dtype=torch.float32), self.inv_freq)
+            freqs = torch.outer(torch.arange(t, dtype=torch.float32, device=ids.device), self.inv_freq)
             cos, sin = freqs.cos(), freqs.sin()
             x = self.embed(ids)
             for blk in self.blocks:
@@ -96,9 +105,16 @@ def build_model(spec, torch):
 
 
 class TrainingSession:
-    """One model, optimizer and seeded data stream; ``steps(n)`` trains n steps and returns their losses."""
+    """One model, optimizer and seeded data stream; ``steps(n)`` trains n steps and returns their losses.
 
-    def __init__(self, profile, threads: int | None = None):
+    Args:
+        profile: the profile (``[model]`` shape, ``[train]`` settings).
+        threads: intra-op threads for torch (default: torch's).
+        peak_probe_s: how long the CPU GEMM probe of the peak FLOP rate runs (see
+            :func:`greenbench.workloads.peak.cpu_gemm_peak`).
+    """
+
+    def __init__(self, profile, threads: int | None = None, peak_probe_s: float = 0.3):
         torch = _torch()
         self.torch = torch
         spec = profile.model
@@ -109,33 +125,71 @@ class TrainingSession:
             )
         if threads:
             torch.set_num_threads(threads)
-        torch.manual_seed(spec.seed)
-        self.model = build_model(spec, torch)
-        self.model.train()
         t = profile.train
+        self.device = getattr(t, "device", "cpu") or "cpu"
+        self.precision = getattr(t, "precision", "fp32") or "fp32"
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise BackendError(
+                "[train] device = \"cuda\" but PyTorch sees no CUDA device",
+                "install a CUDA build of torch on a machine with an NVIDIA GPU, or set device = \"cpu\"",
+            )
+        torch.manual_seed(spec.seed)
+        self.model = build_model(spec, torch).to(self.device)
+        self.model.train()
         self.batch_size, self.seq_len = t.batch_size, t.seq_len
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=t.lr)
         self.gen = torch.Generator().manual_seed(spec.seed + 1)
         # A small fixed pool of sequences so the loss can actually fall (memorisation).
-        self.data = torch.randint(0, spec.vocab, (8 * t.batch_size, t.seq_len + 1), generator=self.gen)
+        self.data = torch.randint(0, spec.vocab, (8 * t.batch_size, t.seq_len + 1), generator=self.gen).to(self.device)
         self.cursor = 0
         self.params = sum(p.numel() for p in self.model.parameters())
+        from greenbench.models.config import LlamaConfig
+        from greenbench.models.cost import training_cost
+
+        cfg = LlamaConfig.from_spec(spec)
+        self._cost = training_cost(
+            layers=cfg.layers, hidden=cfg.hidden, heads=cfg.heads, kv_heads=cfg.kv_heads, head_dim=cfg.head_dim,
+            ffn=cfg.ffn, vocab=cfg.vocab, seq_len=self.seq_len,
+        )
+        self.loss_before = self._loss(self._batch(0), train=False)
+        self.peak = self._peak(peak_probe_s)
+
+    def _autocast(self):
+        torch = self.torch
+        if self.precision == "bf16":
+            return torch.autocast(device_type=self.device, dtype=torch.bfloat16)
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def _batch(self, i: int):
+        return self.data[i * self.batch_size : (i + 1) * self.batch_size]
+
+    def _loss(self, batch, train: bool = True):
+        torch = self.torch
+        x, y = batch[:, :-1], batch[:, 1:]
+        with self._autocast(), (torch.enable_grad() if train else torch.no_grad()):
+            logits = self.model(x)
+            loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
+        return loss if train else float(loss)
+
+    def _peak(self, probe_s: float) -> dict:
+        from greenbench.workloads import peak
+
+        if self.device == "cuda":
+            return peak.gpu_peak(self.torch.cuda.get_device_name(), self.precision)
+        return peak.cpu_gemm_peak(self.torch, precision=self.precision, min_time_s=probe_s)
 
     @property
     def tokens_per_step(self) -> int:
         return self.batch_size * self.seq_len
 
     def steps(self, n: int) -> list[float]:
-        torch = self.torch
-        F = torch.nn.functional
         losses = []
         for _ in range(n):
             i = self.cursor % (self.data.shape[0] // self.batch_size)
             self.cursor += 1
-            batch = self.data[i * self.batch_size : (i + 1) * self.batch_size]
-            x, y = batch[:, :-1], batch[:, 1:]
-            logits = self.model(x)
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+            loss = self._loss(self._batch(i))
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
@@ -143,8 +197,31 @@ class TrainingSession:
         return losses
 
     def cost(self) -> dict:
-        # Training FLOPs ~ 6 N per token (Kaplan et al. 2020, arXiv:2001.08361, section 2.1).
-        return {"params": self.params, "flops_per_token": 6.0 * self.params}
+        """The result's ``metrics.cost``: ``params`` (all), ``flops_per_token`` (6N + attention), ... (see
+        :func:`greenbench.models.cost.training_cost`)."""
+        return dict(self._cost)
+
+    def train_metrics(self, train: dict) -> dict:
+        """What the runner adds to ``metrics.train`` once the repeats are measured.
+
+        Args:
+            train: the runner's ``metrics.train`` (``tokens_per_s``, ``tokens_per_s_samples``, ...).
+
+        Returns:
+            ``mfu`` (median over repeats), ``mfu_samples`` (one per repeat), ``peak`` (the denominator:
+            rate, how it was obtained, source), ``flops_per_token`` and ``loss_before``.
+        """
+        from greenbench.workloads.peak import mfu
+
+        f, p = self._cost["flops_per_token"], self.peak.get("flops_per_s")
+        samples = [mfu(tps, f, p) for tps in train.get("tokens_per_s_samples") or []]
+        return {
+            "mfu": mfu(train.get("tokens_per_s"), f, p),
+            "mfu_samples": [x for x in samples if x is not None],
+            "peak": dict(self.peak),
+            "flops_per_token": f,
+            "loss_before": self.loss_before,
+        }
 
     def describe(self) -> dict:
         return {
@@ -154,4 +231,7 @@ class TrainingSession:
             "batch_size": self.batch_size,
             "seq_len": self.seq_len,
             "threads": self.torch.get_num_threads(),
+            "device": self.device,
+            "precision": self.precision,
+            "peak_flops_per_s": self.peak.get("flops_per_s"),
         }
