@@ -713,11 +713,21 @@ def _measure_session(profile, session, backend_name, meters, warnings, progress,
     carbon["tokens_basis"] = basis
     if carbon.get("warning"):
         warnings.append(carbon["warning"])
+    from greenbench.workloads.identity import digest as work_digest
+    from greenbench.workloads.identity import identity as work_identity
+
+    model_info = dict(session.describe() or {})
+    ident = work_identity(
+        profile, backend=backend_name, prompt_ids=None if training else session.prompt_ids, model_info=model_info,
+        batch_size=workload["batch_size"], device=model_info.get("device"),
+    )
     workload.update(
         repeats=profile.run.repeats,
         repeats_completed=completed,
         warmup=profile.run.warmup,
-        model=dict(session.describe() or {}),
+        model=model_info,
+        identity=ident,
+        digest=work_digest(ident),
     )
     env = environment.collect()
     env["contention"] = contention_block

@@ -167,6 +167,13 @@ class OrtBackend:
                 export.onnx_path, layers=io.layers, heads=io.heads, kv_heads=io.kv_heads, head_dim=io.head_dim,
                 kv_itemsize=kv_item, context_tokens=context, batch_size=B,
             )
+        if cfg is None:  # an exported model: its weights identify it (greenbench.workloads.identity)
+            from greenbench.fsutil import cache_dir
+            from greenbench.workloads.identity import weights_digest
+
+            if progress:
+                progress(f"hashing the weights in {export.directory} (cached after the first time)")
+            w_digest = weights_digest(export.directory, cache_dir())
         info = {
             "source": export.source,
             "config": cfg.to_dict() if cfg is not None else _export_config(io),
@@ -183,6 +190,8 @@ class OrtBackend:
             "eos_ignored": True,
             "onnxruntime_version": ort.__version__,
         }
+        if cfg is None:
+            info["weights_digest"] = w_digest
         return DecoderSession(
             sess, io, prompt, batch_size=B, max_new_tokens=n_new,
             device="cuda" if self.name == "cuda" else "cpu", info=info, cost=cost,
