@@ -64,6 +64,7 @@ class ModelSpec:
     dtype: str = "fp32"
     graph: str = "contrib"  # contrib: onnxruntime contrib ops (GQA, SimplifiedLayerNorm); standard: plain ONNX ops
     int4_block_size: int = 32
+    int4_accuracy_level: int = 4  # MatMulNBits: 4 = int8 compute (fast, how CPUs run int4); 0 = exact fp32 arithmetic
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,8 @@ class Profile:
         for key, default in _RUN_DIGEST_DEFAULTS.items():
             if d["run"].get(key) == default:
                 d["run"].pop(key)
+        if d["model"].get("dtype") != "int4":
+            d["model"].pop("int4_accuracy_level")  # meaningless without int4 weights: older digests hold
         return _jsonable(d)
 
     @property
@@ -427,6 +430,9 @@ def _check_values(p: Profile, source: str, lines: dict) -> None:
         err("model", "kind", f"unknown model kind {m.kind!r}", f"valid kinds: {', '.join(MODEL_KINDS)}")
     if m.dtype not in DTYPES:
         err("model", "dtype", f"unknown dtype {m.dtype!r}", f"valid dtypes: {', '.join(DTYPES)}")
+    if m.int4_accuracy_level not in (0, 1, 2, 3, 4):
+        err("model", "int4_accuracy_level", f"[model] int4_accuracy_level must be 0..4, got {m.int4_accuracy_level}",
+            "4: int8 compute (default, how CPUs run int4 models); 0: exact dequantized fp32 arithmetic")
     if m.graph not in GRAPHS:
         err("model", "graph", f"unknown graph form {m.graph!r}", f"valid forms: {', '.join(GRAPHS)}")
     for key in ("layers", "hidden", "heads", "ffn", "vocab", "max_seq_len"):

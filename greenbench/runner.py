@@ -759,23 +759,51 @@ def _dedupe(items: list[str]) -> list[str]:
 
 
 def _roofline(decode: dict, cost: dict, session, say) -> None:
-    """``roofline_fraction``: decode tokens/s against the memory-bandwidth ceiling (see greenbench.models.cost)."""
+    """The roofline: decode tokens/s against the lower of the memory and compute ceilings.
+
+    A session may bring its own ceilings (``ceilings() -> {"memory_bytes_per_s", "peak_macs_per_s", ...}``,
+    e.g. a GPU's); otherwise they are measured on this CPU with the decode's own thread count and kernels
+    (:mod:`greenbench.models.ceilings`). Only computed for models larger than the last-level cache: a model
+    that fits in it is bound by neither DRAM nor the kernels' peak, but by per-op overheads.
+    """
     from greenbench import models
 
-    llc = models.last_level_cache_bytes()
-    if cost["bytes_per_token"] <= llc:
-        # The weights stay in cache between tokens: DRAM bandwidth is not the ceiling.
-        decode["roofline_note"] = (
-            f"not computed: {cost['bytes_per_token'] / 2**20:.3g} MiB per token fits in the "
-            f"{llc / 2**20:.3g} MiB last-level cache, so memory bandwidth does not bound decode"
-        )
-        return
-    say("measuring memory bandwidth for the roofline")
+    own = getattr(session, "ceilings", None)
+    info = dict(session.describe() or {})
+    if not callable(own):
+        llc = models.last_level_cache_bytes()
+        if cost["bytes_per_token"] <= llc:
+            decode["roofline_note"] = (
+                f"not computed: {cost['bytes_per_token'] / 2**20:.3g} MiB per token fits in the "
+                f"{llc / 2**20:.3g} MiB last-level cache, so memory bandwidth does not bound decode"
+            )
+            return
+    say("measuring the memory and compute ceilings for the roofline")
     try:
-        bw = models.memory_bandwidth_bytes_per_s()
+        if callable(own):
+            c = own()
+            bw, peak, how = c["memory_bytes_per_s"], c.get("peak_macs_per_s"), c
+        else:
+            threads = info.get("intra_op_threads")
+            bw_detail: dict = {}
+            bw = models.memory_bandwidth_bytes_per_s(threads, detail=bw_detail) if threads else \
+                models.memory_bandwidth_bytes_per_s()
+            peak, how = None, {"memory": bw_detail}
+            if cost.get("macs_per_token") and threads:
+                cfg = info.get("config") or {}
+                p = models.matmul_peak_macs_per_s(
+                    info.get("dtype") if info.get("dtype") in ("fp32", "fp16", "int4") else "fp32",
+                    threads=threads, batch=int(info.get("batch_size") or 1),
+                    block_size=int(cfg.get("int4_block_size") or 32),
+                    accuracy_level=int(cfg.get("int4_accuracy_level", 4)),
+                )
+                peak = p["peak_macs_per_s"]
+                how["compute"] = p
     except KeyboardInterrupt:  # the repeats are complete: keep them, skip the roofline
         decode["roofline_note"] = "not measured: interrupted (Ctrl-C) after the repeats"
         return
     decode["memory_bandwidth_bytes_per_s"] = bw
+    decode["peak_macs_per_s"] = peak
+    decode["ceilings_probe"] = how
     # tokens/s over all batch rows: bytes_per_token already shares the weight reads across the batch
-    decode["roofline_fraction"] = models.roofline(cost, decode["tokens_per_s"], bw)
+    decode.update(models.roofline_bounds(cost, decode["tokens_per_s"], bw, peak))

@@ -522,3 +522,25 @@ def test_a_run_on_a_busy_machine_is_flagged(prof, monkeypatch):
     c = doc["environment"]["contention"]
     assert c["flagged"] is True and c["other_cpu_fraction"] > 0.1
     assert any("busy machine" in w for w in doc["warnings"])
+
+
+def test_threads_respect_a_cgroup_quota_and_affinity(tmp_path, monkeypatch):
+    from greenbench.backends import ort as ort_backend
+
+    f = tmp_path / "cpu.max"
+    f.write_text("150000 100000\n")
+    assert ort_backend._cgroup_cpu_quota(str(f)) == 1.5
+    f.write_text("max 100000\n")
+    assert ort_backend._cgroup_cpu_quota(str(f)) is None
+    monkeypatch.setattr(ort_backend, "_cgroup_cpu_quota", lambda: 1.5)
+    assert ort_backend.physical_cores() == 1
+
+
+def test_int4_roofline_is_compute_bound_against_its_own_kernel():
+    from greenbench.models.ceilings import matmul_peak_macs_per_s
+    from greenbench.models.cost import roofline_bounds
+
+    p = matmul_peak_macs_per_s("int4", threads=1, k=256, n=256, min_time_s=0.01)
+    assert p["peak_macs_per_s"] > 0 and "accuracy_level 4" in p["kernel"]
+    b = roofline_bounds({"bytes_per_token": 1e3, "macs_per_token": 1e9}, 1.0, 1e12, p["peak_macs_per_s"])
+    assert b["bound"] == "compute" and b["compute_ceiling_tokens_per_s"] == pytest.approx(p["peak_macs_per_s"] / 1e9)

@@ -14,7 +14,8 @@ from greenbench.errors import GreenbenchError
 from greenbench.models import cache as cache_mod
 from greenbench.models.builder import build_model
 from greenbench.models.config import LlamaConfig
-from greenbench.models.cost import decode_cost, graph_cost, memory_bandwidth_bytes_per_s, roofline
+from greenbench.models.ceilings import memory_bandwidth_bytes_per_s
+from greenbench.models.cost import decode_cost, graph_cost, roofline
 from greenbench.models.reference import ReferenceLlama
 from greenbench.models.weights import make_weights, quantize_int4
 
@@ -88,7 +89,8 @@ def test_int4_quantization_packs_low_nibble_first_and_dequantizes():
 @pytest.mark.parametrize("graph", ["contrib", "standard"])
 @pytest.mark.parametrize("dtype", ["fp32", "int4"])
 def test_graph_matches_numpy_reference(tmp_path, graph, dtype):
-    cfg = LlamaConfig(**TINY, graph=graph, dtype=dtype)
+    # int4 at accuracy_level 0 computes exactly what the reference does (dequantized fp32)
+    cfg = LlamaConfig(**TINY, graph=graph, dtype=dtype, int4_accuracy_level=0)
     path = build_model(cfg, tmp_path / "m")
     ref = ReferenceLlama(cfg)
     ids = np.random.default_rng(1).integers(0, cfg.vocab, (2, 7))
@@ -97,6 +99,24 @@ def test_graph_matches_numpy_reference(tmp_path, graph, dtype):
     nxt = logits[:, -1].argmax(-1)[:, None]
     logits2, _ = _run_graph(path, cfg, nxt, past=presents, start=7)
     np.testing.assert_allclose(logits2, ref.forward(nxt), atol=1e-4, rtol=0)
+
+
+def test_int4_defaults_to_int8_compute_close_to_the_reference(tmp_path):
+    import onnx
+
+    cfg = LlamaConfig(**TINY, dtype="int4")
+    assert cfg.int4_accuracy_level == 4
+    path = build_model(cfg, tmp_path / "m")
+    m = onnx.load(str(path), load_external_data=False)
+    levels = {a.i for n in m.graph.node if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "accuracy_level"}
+    assert levels == {4}
+    ids = np.random.default_rng(1).integers(0, cfg.vocab, (1, 7))
+    logits, _ = _run_graph(path, cfg, ids)
+    ref = ReferenceLlama(cfg).forward(ids)
+    # int8 activations: close to the exact dequantized arithmetic, not equal to it
+    assert np.abs(logits - ref).max() < 0.1 and np.abs(logits - ref).max() > 0
+    assert LlamaConfig(**TINY).digest == LlamaConfig(**TINY, int4_accuracy_level=0).digest  # fp32: not in the hash
+    assert cfg.digest != LlamaConfig(**TINY, dtype="int4", int4_accuracy_level=0).digest
 
 
 @pytest.mark.parametrize("graph", ["contrib", "standard"])

@@ -139,12 +139,23 @@ def test_roofline_only_when_weights_exceed_cache(prof, monkeypatch):
     assert "last-level cache" in small["metrics"]["decode"]["roofline_note"]
 
     big_session = FakeSession()
-    big_session.cost = lambda: {"params": 1, "macs_per_token": 1.0, "bytes_per_token": 1e9}
+    big_session.cost = lambda: {"params": 1, "macs_per_token": 1.0, "bytes_per_token": 64 << 20}
     big = run_profile(prof, meters=[StepMeter()], backend=FakeBackend(big_session))
     d = big["metrics"]["decode"]
-    # ceiling = 2e10 B/s / 1e9 B/token = 20 tokens/s
-    assert d["roofline_fraction"] == pytest.approx(d["tokens_per_s"] / 20.0)
+    # the fake decodes far faster than 2e10 B/s / 64 MiB per token allows: flagged, not reported
+    assert d["roofline_fraction"] is None and d["roofline_fraction_raw"] > 1 and "ceiling" in d["roofline_flag"]
     assert d["memory_bandwidth_bytes_per_s"] == 2e10
+
+
+def test_roofline_reports_both_ceilings_and_the_bound(prof):
+    session = FakeSession()
+    session.cost = lambda: {"params": 1, "macs_per_token": 1e12, "bytes_per_token": 1e6}
+    session.ceilings = lambda: {"memory_bytes_per_s": 1e16, "peak_macs_per_s": 1e21}
+    d = run_profile(prof, meters=[StepMeter()], backend=FakeBackend(session))["metrics"]["decode"]
+    # memory: 1e16 / 1e6 = 1e10 tok/s; compute: 1e21 / 1e12 = 1e9 tok/s -> compute-bound
+    assert d["memory_ceiling_tokens_per_s"] == pytest.approx(1e10)
+    assert d["compute_ceiling_tokens_per_s"] == pytest.approx(1e9)
+    assert d["bound"] == "compute" and d["roofline_fraction"] == pytest.approx(d["tokens_per_s"] / 1e9)
 
 
 def test_simulated_session_meters_replace_host_meters(prof):

@@ -68,13 +68,37 @@ def nvidia_gpu_count() -> tuple[int, str]:
 
 
 def physical_cores() -> int:
+    """Physical cores this process may use: psutil's count, capped by its CPU affinity and a cgroup v2 quota.
+
+    A container limited to 2 CPUs on a 64-core host (``cpu.max`` quota, or ``taskset``) that ran 64 intra-op
+    threads would oversubscribe its share and slow every step to the scheduler's pace.
+    """
     try:
         import psutil
 
         n = psutil.cpu_count(logical=False)
     except Exception:
         n = None
-    return int(n or os.cpu_count() or 1)
+    n = int(n or os.cpu_count() or 1)
+    if hasattr(os, "sched_getaffinity"):
+        try:
+            n = min(n, len(os.sched_getaffinity(0)))
+        except OSError:
+            pass
+    quota = _cgroup_cpu_quota()
+    if quota is not None:
+        n = min(n, max(1, int(quota)))
+    return max(1, n)
+
+
+def _cgroup_cpu_quota(path: str = "/sys/fs/cgroup/cpu.max") -> float | None:
+    """CPUs allowed by a cgroup v2 ``cpu.max`` quota ("max 100000" means none), or None."""
+    try:
+        with open(path) as fh:
+            quota, period = fh.read().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        return None
 
 
 def session_options(threads: int):

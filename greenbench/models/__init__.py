@@ -5,7 +5,7 @@ Public entry points (imported lazily so ``import greenbench.models`` stays cheap
     :class:`~greenbench.models.config.LlamaConfig`, :func:`~greenbench.models.cache.ensure_model`,
     :func:`~greenbench.models.cost.decode_cost`, :func:`~greenbench.models.cost.training_cost`,
     :func:`~greenbench.models.cost.roofline`,
-    :func:`~greenbench.models.cost.memory_bandwidth_gbps`, :func:`~greenbench.models.cost.memory_bandwidth_bytes_per_s`.
+    :func:`~greenbench.models.ceilings.memory_bandwidth_bytes_per_s`, :func:`~greenbench.models.ceilings.matmul_peak_macs_per_s`.
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ _LAZY = {
     "graph_cost": "greenbench.models.cost",
     "training_cost": "greenbench.models.cost",
     "roofline": "greenbench.models.cost",
-    "memory_bandwidth_gbps": "greenbench.models.cost",
-    "memory_bandwidth_bytes_per_s": "greenbench.models.cost",
-    "last_level_cache_bytes": "greenbench.models.cost",
+    "roofline_bounds": "greenbench.models.cost",
+    "memory_bandwidth_gbps": "greenbench.models.ceilings",
+    "memory_bandwidth_bytes_per_s": "greenbench.models.ceilings",
+    "last_level_cache_bytes": "greenbench.models.ceilings",
+    "matmul_peak_macs_per_s": "greenbench.models.ceilings",
 }
 
 __all__ = sorted(_LAZY)

@@ -41,6 +41,7 @@ class LlamaConfig:
     dtype: str = "fp32"  # fp32 | fp16 | int4 (int4 weights via MatMulNBits, fp32 activations)
     graph: str = "contrib"  # contrib | standard
     int4_block_size: int = 32
+    int4_accuracy_level: int = 4  # MatMulNBits accuracy_level: 4 = int8 compute (how CPUs run int4), 0 = exact fp32
     rms_eps: float = 1e-5
     position_ids: bool = True  # standard graph only: whether position_ids is a graph input
 
@@ -55,6 +56,8 @@ class LlamaConfig:
             raise ValueError(f"unknown graph form {self.graph!r}")
         if self.int4_block_size < 16 or self.int4_block_size & (self.int4_block_size - 1):
             raise ValueError("int4_block_size must be a power of two >= 16")
+        if self.int4_accuracy_level not in (0, 1, 2, 3, 4):
+            raise ValueError(f"int4_accuracy_level must be 0..4, got {self.int4_accuracy_level}")
 
     @classmethod
     def from_spec(cls, spec) -> "LlamaConfig":
@@ -75,10 +78,14 @@ class LlamaConfig:
             dtype=spec.dtype,
             graph=spec.graph,
             int4_block_size=spec.int4_block_size,
+            int4_accuracy_level=spec.int4_accuracy_level,
         )
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if self.dtype != "int4":
+            d.pop("int4_accuracy_level")  # meaningless without int4 weights: fp32/fp16 configs keep their hash
+        return d
 
     @property
     def digest(self) -> str:

@@ -18,7 +18,6 @@ Memory-bound ceiling (kipply, "Transformer Inference Arithmetic", 2022):
 from __future__ import annotations
 
 import math
-import time
 
 from greenbench.models.config import LlamaConfig
 
@@ -178,58 +177,31 @@ def roofline(cost: dict, tokens_per_s: float, bandwidth_bytes_per_s: float) -> f
     return float(tokens_per_s) / (float(bandwidth_bytes_per_s) / float(cost["bytes_per_token"]))
 
 
-def memory_bandwidth_bytes_per_s(
-    threads: int | None = None, size_bytes: int | None = None, min_time_s: float = 0.3
-) -> float:
-    """Sustained DRAM read bandwidth measured in this process, in bytes/s.
+def roofline_bounds(cost: dict, tokens_per_s: float, bandwidth_bytes_per_s: float,
+                    peak_macs_per_s: float | None) -> dict:
+    """Both ceilings (tokens/s), which one binds, and the achieved fraction of it.
 
-    Reads a float32 array larger than the last-level cache (default 256 MiB, or 8x the L3 size if larger)
-    with ``np.max`` (a streaming SIMD read; numpy releases the GIL), split over 1 thread and over
-    ``threads`` threads (default: physical cores), repeating for at least ``min_time_s``; returns the
-    best pass of either. Taking the best makes the ceiling high and so the roofline fraction conservative.
+    The memory ceiling is ``bandwidth / bytes_per_token``, the compute ceiling ``peak MACs/s /
+    MACs_per_token`` (Williams et al., "Roofline", CACM 2009); the lower one is the bound. A fraction above
+    1 means a ceiling was measured too low: it is flagged (``roofline_fraction`` null, the raw value kept in
+    ``roofline_fraction_raw``), never reported as if decode beat physics.
     """
-    import concurrent.futures
-
-    import numpy as np
-
-    if threads is None:
-        import psutil
-
-        threads = psutil.cpu_count(logical=False) or 1
-    if size_bytes is None:
-        size_bytes = max(256 << 20, 8 * last_level_cache_bytes())
-    a = np.ones(size_bytes // 4, dtype=np.float32)
-    best = 0.0
-    deadline = time.perf_counter() + min_time_s
-    with concurrent.futures.ThreadPoolExecutor(max(1, threads)) as pool:
-        for nt in sorted({1, max(1, threads)}):
-            chunks = np.array_split(a, nt)
-            passes = 0
-            while passes < 2 or (time.perf_counter() < deadline and passes < 20):
-                t0 = time.perf_counter()
-                list(pool.map(np.max, chunks))
-                dt = time.perf_counter() - t0
-                best = max(best, a.nbytes / dt)
-                passes += 1
-            deadline = time.perf_counter() + min_time_s / 2
-    return best
-
-
-def memory_bandwidth_gbps(threads: int | None = None, size_bytes: int | None = None, min_time_s: float = 0.3) -> float:
-    """:func:`memory_bandwidth_bytes_per_s` in GB/s (1e9 bytes/s)."""
-    return memory_bandwidth_bytes_per_s(threads, size_bytes, min_time_s) / 1e9
-
-
-def last_level_cache_bytes() -> int:
-    """The largest CPU cache of cpu0 from sysfs (32 MiB when unknown)."""
-    try:
-        import glob
-
-        sizes = []
-        for f in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
-            s = open(f).read().strip()
-            mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(s[-1], 1)
-            sizes.append(int(s.rstrip("KMG")) * mult)
-        return max(sizes) if sizes else 32 << 20
-    except (OSError, ValueError):
-        return 32 << 20
+    mem = float(bandwidth_bytes_per_s) / float(cost["bytes_per_token"])
+    cmp_ = (float(peak_macs_per_s) / float(cost["macs_per_token"])
+            if peak_macs_per_s and cost.get("macs_per_token") else None)
+    bound, ceiling = ("memory", mem) if cmp_ is None or mem <= cmp_ else ("compute", cmp_)
+    frac = float(tokens_per_s) / ceiling
+    out = {
+        "memory_ceiling_tokens_per_s": mem,
+        "compute_ceiling_tokens_per_s": cmp_,
+        "bound": bound,
+        "roofline_fraction": frac,
+        "roofline_fraction_raw": frac,
+    }
+    if frac > 1.0:
+        out["roofline_fraction"] = None
+        out["roofline_flag"] = (
+            f"decode ran at {frac:.3g}x the {bound} ceiling measured here: the probe missed a faster path, so no "
+            "fraction is reported (roofline_fraction_raw keeps the value)"
+        )
+    return out

@@ -1,6 +1,6 @@
 """Decode speed of greenbench's session vs a minimal hand-written IOBinding loop, and the roofline.
 
-Run:  python tests/benchmarks/bench_decode.py [--profiles llama-tiny llama-125m] [--rounds 7]
+Run:  python tests/benchmarks/bench_decode.py [--profiles llama-tiny llama-125m] [--rounds 7] [--busy 1]
 
 For each profile, in ONE process and on the SAME model file, it alternates rounds of
   (a) greenbench: ``backend.prepare(profile)`` then ``prefill()`` + ``decode(first, n)``;
@@ -13,6 +13,10 @@ interleaved so slow drifts of the machine hit both sides alike. Memory bandwidth
 same run (between rounds, best pass) and the roofline fraction
 ``tokens/s / (bandwidth / bytes_per_token)`` is printed with bytes/token from the cost model.
 Tokens are checked identical between (a) and (b).
+
+``--busy K`` starts K processes that each keep one core busy (a pure-Python spin loop) beside both
+loops for the whole run, to see how each loop holds up on a shared machine; targets: greenbench / hand
+>= 0.97 on a quiet machine, >= 0.9 with one busy core.
 """
 
 from __future__ import annotations
@@ -196,6 +200,13 @@ def bench(profile_name, rounds, n_tokens, threads, dtype, graph, a_bw_every=0):
     return g / h, frac
 
 
+def start_busy(k: int) -> list:
+    """K processes that each spin one core until killed."""
+    import subprocess
+
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(k)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profiles", nargs="+", default=["llama-tiny", "llama-125m"])
@@ -206,11 +217,19 @@ def main() -> None:
     ap.add_argument("--graph", choices=["contrib", "standard"], default=None)
     ap.add_argument("--bw-every", type=int, default=0, help="also measure bandwidth every N rounds (default: once, after)")
     ap.add_argument("--keep-cache", action="store_true", help="use the user cache dir instead of a temp dir")
+    ap.add_argument("--busy", type=int, default=0, help="processes spinning one core each beside both loops")
     a = ap.parse_args()
     if not a.keep_cache and "GREENBENCH_CACHE_DIR" not in os.environ:
         os.environ["GREENBENCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="gb-bench-")
-    for p in a.profiles:
-        bench(p, a.rounds, a.tokens, a.threads, a.dtype, a.graph, a.bw_every)
+    busy = start_busy(a.busy)
+    if busy:
+        print(f"{a.busy} busy process(es) spinning beside both loops")
+    try:
+        for p in a.profiles:
+            bench(p, a.rounds, a.tokens, a.threads, a.dtype, a.graph, a.bw_every)
+    finally:
+        for proc in busy:
+            proc.kill()
 
 
 if __name__ == "__main__":
