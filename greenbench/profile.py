@@ -172,6 +172,7 @@ class Profile:
     train: TrainSpec = field(default_factory=TrainSpec)
     carbon: CarbonSpec = field(default_factory=CarbonSpec)
     sim: SimSpec = field(default_factory=SimSpec)
+    gate: tuple[tuple[str, float], ...] = ()  # [gate]: metric -> allowed worsening in percent
     description: str = ""
     source: str = ""  # where it was loaded from (not part of the digest)
 
@@ -179,6 +180,9 @@ class Profile:
         """The resolved contents as a JSON-ready dict (the digest is over exactly this)."""
         d = dataclasses.asdict(self)
         d.pop("source", None)
+        d["gate"] = dict(self.gate)
+        if not self.gate:
+            d.pop("gate")  # profiles without [gate] keep the digest they had before [gate] existed
         if self.sim == SimSpec() and self.run.backend not in SIMULATED_BACKENDS:
             d.pop("sim")  # profiles without [sim] keep the digest they had before [sim] existed
         else:
@@ -254,6 +258,7 @@ _SECTIONS: dict[str, type] = {
     "sim": SimSpec,
 }
 _TOP_KEYS = {"name": str, "description": str}
+_FREE_SECTIONS = ("gate",)  # tables whose keys are names (metrics), parsed by their own function
 
 
 def _expected_types(cls: type) -> dict[str, tuple[type, ...]]:
@@ -343,6 +348,10 @@ def loads(text: str, source: str = "<profile>") -> Profile:
         return f"{source}:{ln}" if ln else source
 
     for key, value in data.items():
+        if key in _FREE_SECTIONS:
+            if not isinstance(value, dict):
+                raise ProfileError(f"{where(None, key)}: `{key}` must be a table ([{key}])")
+            continue
         if key in _SECTIONS:
             if not isinstance(value, dict):
                 raise ProfileError(f"{where(None, key)}: `{key}` must be a table ([{key}])")
@@ -350,7 +359,7 @@ def loads(text: str, source: str = "<profile>") -> Profile:
         if key not in _TOP_KEYS:
             raise ProfileError(
                 f"{where(None, key)}: unknown key `{key}`",
-                f"valid top-level keys: {', '.join(list(_TOP_KEYS) + ['[' + s + ']' for s in _SECTIONS])}",
+                f"valid top-level keys: {', '.join(list(_TOP_KEYS) + ['[' + s + ']' for s in (*_SECTIONS, *_FREE_SECTIONS)])}",
             )
         if not isinstance(value, _TOP_KEYS[key]):
             raise ProfileError(f"{where(None, key)}: `{key}` must be {_TYPE_NAMES[_TOP_KEYS[key]]}")
@@ -407,10 +416,35 @@ def loads(text: str, source: str = "<profile>") -> Profile:
         name=name,
         description=data.get("description", ""),
         source=source,
+        gate=_gate_table(data.get("gate", {}), where),
         **sections,
     )
     _check_values(prof, source, lines)
     return prof
+
+
+def _gate_table(table: dict, where) -> tuple[tuple[str, float], ...]:
+    """``[gate]``: metric = "5%" (or 5) -> ((metric, 5.0), ...), each metric known and each threshold finite >= 0."""
+    import difflib
+
+    from greenbench.metrics import METRICS
+
+    out = []
+    for metric, value in table.items():
+        if metric not in METRICS:
+            close = difflib.get_close_matches(metric, list(METRICS), n=1)
+            raise ProfileError(f"{where('gate', metric)}: unknown metric `{metric}` in [gate]",
+                               (f"did you mean `{close[0]}`? " if close else "") + f"metrics: {', '.join(METRICS)}")
+        text = value.strip().rstrip("%").strip() if isinstance(value, str) else value
+        try:
+            pct = float(text) if not isinstance(text, bool) else float("nan")
+        except (TypeError, ValueError):
+            pct = float("nan")
+        if not (math.isfinite(pct) and pct >= 0):
+            raise ProfileError(f"{where('gate', metric)}: [gate] {metric} must be a percentage >= 0 such as \"5%\", "
+                               f"got {value!r}")
+        out.append((metric, pct))
+    return tuple(out)
 
 
 def _check_values(p: Profile, source: str, lines: dict) -> None:

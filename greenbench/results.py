@@ -149,11 +149,52 @@ def load(path: str | Path) -> dict:
     return loads(raw, source=str(p))
 
 
-def loads(raw: bytes | str, source: str = "<result>") -> dict:
+class _NonFinite(float):
+    """A NaN, Infinity or overflowing number met while parsing, kept so its JSON path can be named."""
+
+
+def _parse_constant(name: str) -> float:
+    return _NonFinite("nan")
+
+
+def _parse_float(text: str) -> float:
+    v = float(text)
+    return v if math.isfinite(v) else _NonFinite("inf")
+
+
+def _non_finite_path(value: Any, path: str = "") -> str | None:
+    if isinstance(value, _NonFinite):
+        return path or "(the document)"
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found = _non_finite_path(v, f"{path}.{k}" if path else str(k))
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _non_finite_path(v, f"{path}[{i}]")
+            if found:
+                return found
+    return None
+
+
+def parse_json(raw: bytes | str, source: str) -> Any:
+    """JSON that is bad input if it holds NaN, Infinity or a number too large for a float (names the path)."""
     try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        doc = json.loads(raw, parse_constant=_parse_constant, parse_float=_parse_float)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise GreenbenchError(f"{source} is not valid JSON: {exc}", "give a result file written by `greenbench run`") from None
+    bad = _non_finite_path(doc)
+    if bad:
+        raise GreenbenchError(
+            f"{source}: {bad} is not a finite number (NaN, Infinity or out of range)",
+            "results hold finite numbers or null; the file is damaged or was not written by greenbench",
+        )
+    return doc
+
+
+def loads(raw: bytes | str, source: str = "<result>") -> dict:
+    doc = parse_json(raw, source)
     if not isinstance(doc, dict):
         raise GreenbenchError(f"{source} is not a greenbench result (expected a JSON object)")
     if "payloadType" in doc and "payload" in doc:
@@ -198,12 +239,15 @@ def utc_now_iso() -> str:
 def load_any(path: str | Path) -> dict:
     """A result document from a bare result file or a signed DSSE envelope (whose signature is verified)."""
     p, raw = _read(path)
-    try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        doc = None  # loads() below reports it
+    doc = parse_json(raw, str(p))
     if isinstance(doc, dict) and "payloadType" in doc and "payload" in doc:
         from greenbench.signing import verify_envelope
 
-        return loads(_jcs(verify_envelope(doc).result), source=str(p))
+        result = verify_envelope(doc).result
+        try:
+            data = _jcs(result)
+        except ValueError as exc:  # e.g. a number too large for a float inside the signed payload
+            raise GreenbenchError(f"{p}: the signed result cannot be read: {exc}",
+                                  "results hold finite numbers or null; the envelope was not made by greenbench") from None
+        return loads(data, source=str(p))
     return loads(raw, source=str(p))

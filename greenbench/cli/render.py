@@ -6,6 +6,7 @@ and progress on stderr, so that ``--json`` output on stdout stays machine-readab
 
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Sequence
@@ -18,11 +19,26 @@ _stdout: Console | None = None
 _stderr: Console | None = None
 
 
+#: Width for output that goes to a pipe or file (a CI log) when COLUMNS does not say: wide enough that tables
+#: keep names, numbers and verdicts whole instead of cutting them at rich's default of 80.
+PIPE_WIDTH = 160
+
+
+def _width(stream) -> int | None:
+    if os.environ.get("COLUMNS", "").strip().isdigit():
+        return None  # rich reads COLUMNS itself
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    return None if tty else PIPE_WIDTH
+
+
 def console() -> Console:
     """Console on stdout (results)."""
     global _stdout
     if _stdout is None or _stdout.file is not sys.stdout:
-        _stdout = Console(file=sys.stdout, highlight=False, soft_wrap=False, emoji=False)
+        _stdout = Console(file=sys.stdout, highlight=False, soft_wrap=False, emoji=False, width=_width(sys.stdout))
     return _stdout
 
 
@@ -30,7 +46,7 @@ def err_console() -> Console:
     """Console on stderr (messages, warnings, progress)."""
     global _stderr
     if _stderr is None or _stderr.file is not sys.stderr:
-        _stderr = Console(file=sys.stderr, highlight=False, emoji=False)
+        _stderr = Console(file=sys.stderr, highlight=False, emoji=False, width=_width(sys.stderr))
     return _stderr
 
 
@@ -65,18 +81,26 @@ def table(
     caption: str | None = None,
     overflow: str = "ellipsis",
 ) -> None:
-    """Print a table on stdout. A column is a name, or (name, justify) with justify in left/right/center.
+    """Print a table on stdout.
 
-    ``overflow="fold"`` wraps a value too long for its column onto the next line instead of cutting it off.
+    A column is a name, ``(name, justify)`` with justify in left/right/center, or ``(name, justify, "keep")``
+    for values a user must read or type whole (names, numbers, verdicts): those are never wrapped or cut,
+    other columns give way. ``overflow="fold"`` wraps a value too long for its column onto the next line
+    instead of cutting it off.
     """
+    rows = [["" if v is None else escape(str(v)) for v in row] for row in rows]
     t = Table(
         title=escape(title) if title else None, caption=escape(caption) if caption else None, header_style="bold"
     )
-    for col in columns:
-        name, justify = (col, "left") if isinstance(col, str) else col
-        t.add_column(escape(name), justify=justify, overflow=overflow)
+    for i, col in enumerate(columns):
+        name, justify, *how = (col, "left") if isinstance(col, str) else col
+        if how and how[0] == "keep":
+            widest = max([len(name)] + [len(r[i]) for r in rows if i < len(r)])
+            t.add_column(escape(name), justify=justify, no_wrap=True, min_width=widest)
+        else:
+            t.add_column(escape(name), justify=justify, overflow=overflow)
     for row in rows:
-        t.add_row(*["" if v is None else escape(str(v)) for v in row])
+        t.add_row(*row)
     console().print(t)
 
 
