@@ -464,13 +464,30 @@ def to_junit(report: dict) -> bytes:
     """JUnit XML: one testcase per metric; a regression is a failure, a metric not compared is skipped."""
     import xml.etree.ElementTree as ET
 
+    return ET.tostring(_junit_suite(report, "greenbench gate", "greenbench.gate"), encoding="utf-8",
+                       xml_declaration=True)
+
+
+def to_junit_many(reports: list[tuple[str, dict]]) -> bytes:
+    """JUnit XML with one ``testsuite`` per (name, report), e.g. one per pytest test."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.Element("testsuites", name="greenbench gate")
+    for name, report in reports:
+        root.append(_junit_suite(report, name, name))
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+
+
+def _junit_suite(report: dict, name: str, classname: str):
+    import xml.etree.ElementTree as ET
+
     checks = report["checks"]
     failed = [c for c in checks if c["verdict"] == "regression" or (report["strict"] and c["verdict"] == "inconclusive")]
     skipped = [c for c in checks if c["verdict"] == "skipped"]
-    suite = ET.Element("testsuite", name="greenbench gate", tests=str(len(checks)), failures=str(len(failed)),
+    suite = ET.Element("testsuite", name=name, tests=str(len(checks)), failures=str(len(failed)),
                        errors="0", skipped=str(len(skipped)))
     for c in checks:
-        tc = ET.SubElement(suite, "testcase", classname="greenbench.gate", name=c["metric"])
+        tc = ET.SubElement(suite, "testcase", classname=classname, name=c["metric"])
         worse = "-" if c["change_pct"] is None else f"{c['change_pct']:.3g}%"
         p_adj = "-" if c["p_adjusted"] is None else f"{c['p_adjusted']:.3g}"
         text = (f"baseline {_fmt(c['baseline'])} {c['unit']}, candidate {_fmt(c['candidate'])} {c['unit']}, "
@@ -482,7 +499,7 @@ def to_junit(report: dict) -> bytes:
             ET.SubElement(tc, "skipped", message=c["note"] or "not compared")
         else:
             ET.SubElement(tc, "system-out").text = f"{c['verdict']}: {text}"
-    return ET.tostring(suite, encoding="utf-8", xml_declaration=True)
+    return suite
 
 
 def to_gab(report: dict) -> tuple[list[dict], list[dict]]:
@@ -497,17 +514,17 @@ def to_gab(report: dict) -> tuple[list[dict], list[dict]]:
     return smaller, bigger
 
 
-def github_annotations(report: dict) -> list[str]:
+def github_annotations(report: dict, prefix: str = "") -> list[str]:
     """``::error::`` for regressions, ``::warning::`` for inconclusive metrics and flags (GitHub Actions)."""
     out = []
     for c in report["checks"]:
         if c["verdict"] == "regression":
-            out.append(f"::error title=greenbench gate::{c['metric']} worse by {c['change_pct']:.3g}% "
+            out.append(f"::error title=greenbench gate::{prefix}{c['metric']} worse by {c['change_pct']:.3g}% "
                        f"(threshold {c['threshold_pct']:g}%, adjusted p {c['p_adjusted']:.3g})")
         elif c["verdict"] == "inconclusive":
             kind = "error" if report["strict"] else "warning"
-            out.append(f"::{kind} title=greenbench gate inconclusive::{c['metric']}: {c['note']}")
-    out += [f"::warning title=greenbench gate::{f}" for f in report["flags"]]
+            out.append(f"::{kind} title=greenbench gate inconclusive::{prefix}{c['metric']}: {c['note']}")
+    out += [f"::warning title=greenbench gate::{prefix}{f}" for f in report["flags"]]
     return out
 
 

@@ -24,12 +24,19 @@ SCHEMA_PREFIX = "greenbench.result/"
 
 #: Paths every result has (CONTRACT.md); values may be null where a run could not produce them
 #: (a partial run, or a training result's decode metrics).
-REQUIRED_PATHS = (
+COMMON_PATHS = (
     "schema",
     "profile.name",
     "profile.digest",
     "backend",
     "workload.kind",
+    "energy.method",
+    "energy.meters",
+    "environment.greenbench_version",
+    "environment.cpu_model",
+)
+REQUIRED_PATHS = (
+    *COMMON_PATHS,
     "workload.prompt_tokens",
     "workload.new_tokens",
     "workload.generated_token_ids",
@@ -47,6 +54,15 @@ REQUIRED_PATHS = (
     "carbon.g_co2e_per_1k_tokens",
     "environment.greenbench_version",
     "environment.cpu_model",
+)
+#: A measured block of code (the pytest plugin, ``greenbench measure --runs``): ``workload.kind = "measure"``.
+MEASURE_PATHS = (
+    *COMMON_PATHS,
+    "workload.digest",
+    "metrics.block.energy_j",
+    "metrics.block.energy_j_samples",
+    "metrics.block.duration_s",
+    "metrics.block.duration_s_samples",
 )
 TRAINING_PATHS = (
     "metrics.train.tokens_per_s",
@@ -71,7 +87,11 @@ def get_path(doc: dict, path: str, default: Any = KeyError) -> Any:
 
 
 def missing_paths(doc: dict) -> list[str]:
-    paths = REQUIRED_PATHS + (TRAINING_PATHS if get_path(doc, "workload.kind", None) == "training" else ())
+    kind = get_path(doc, "workload.kind", None)
+    if kind == "measure":
+        paths = MEASURE_PATHS
+    else:
+        paths = REQUIRED_PATHS + (TRAINING_PATHS if kind == "training" else ())
     out = []
     for p in paths:
         try:
