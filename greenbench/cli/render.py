@@ -88,20 +88,41 @@ def table(
     other columns give way. ``overflow="fold"`` wraps a value too long for its column onto the next line
     instead of cutting it off.
     """
-    rows = [["" if v is None else escape(str(v)) for v in row] for row in rows]
+    rows = [["" if v is None else str(v) for v in row] for row in rows]
+    specs = [((col, "left", "") if isinstance(col, str) else (col[0], col[1], col[2] if len(col) > 2 else ""))
+             for col in columns]
+    widths = [max([len(name)] + [len(r[i]) for r in rows if i < len(r)]) for i, (name, _, _) in enumerate(specs)]
+    # what the table needs at least: "keep" columns whole, others 8 wide, plus borders and padding
+    needed = sum(w if how == "keep" else min(w, 8) for w, (_, _, how) in zip(widths, specs)) + 3 * len(specs) + 1
+    if any(how == "keep" for _, _, how in specs) and needed > console().width:
+        _vertical(title, specs, rows, caption)
+        return
     t = Table(
         title=escape(title) if title else None, caption=escape(caption) if caption else None, header_style="bold"
     )
-    for i, col in enumerate(columns):
-        name, justify, *how = (col, "left") if isinstance(col, str) else col
-        if how and how[0] == "keep":
-            widest = max([len(name)] + [len(r[i]) for r in rows if i < len(r)])
+    for (name, justify, how), widest in zip(specs, widths):
+        if how == "keep":
             t.add_column(escape(name), justify=justify, no_wrap=True, min_width=widest)
         else:
             t.add_column(escape(name), justify=justify, overflow=overflow)
     for row in rows:
-        t.add_row(*row)
+        t.add_row(*[escape(v) for v in row])
     console().print(t)
+
+
+def _vertical(title, specs, rows, caption) -> None:
+    """A table too wide for the terminal, one record per block of ``field: value`` lines (nothing cut)."""
+    c = console()
+    if title:
+        c.print(escape(title), style="bold", soft_wrap=True)
+    label_w = max(len(name) for name, _, _ in specs)
+    for row in rows:
+        c.print("")
+        for (name, _, _), value in zip(specs, row):
+            c.print(f"  {escape(name).ljust(label_w)}  {escape(value)}", soft_wrap=True, highlight=False)
+    if caption:
+        c.print("")
+        c.print(escape(caption), soft_wrap=True, style="dim")
 
 
 @contextmanager
