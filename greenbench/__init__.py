@@ -7,13 +7,13 @@ counter such as RAPL or NVML), ``estimate`` (a model such as TDP x utilisation) 
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "measure"]
+__all__ = ["__version__", "measure", "track"]
 
 
 def __getattr__(name: str):
     # Lazy: `import greenbench` must stay cheap so that `greenbench --help` starts fast.
-    if name == "measure":
-        from greenbench.measurement import measure
+    if name in ("measure", "track"):
+        from greenbench import measurement
 
-        return measure
+        return getattr(measurement, name)
     raise AttributeError(f"module 'greenbench' has no attribute {name!r}")

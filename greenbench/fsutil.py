@@ -103,12 +103,18 @@ def cache_dir() -> Path:
 
 
 def default_store_dir(option: str | os.PathLike | None = None) -> Path:
-    """Resolve the store directory: ``--store DIR``, else ``GREENBENCH_STORE``, else the user data dir."""
+    """Resolve the store directory: ``--store DIR``, else ``GREENBENCH_STORE``, else ``store`` in the config
+    file (:mod:`greenbench.config`), else the user data dir."""
     if option:
         return Path(option)
     env = os.environ.get("GREENBENCH_STORE")
     if env:
         return Path(env)
+    from greenbench.config import read
+
+    configured = read()[0].get("store")
+    if configured:
+        return Path(os.path.expanduser(configured))
     return data_dir() / "store"
 
 

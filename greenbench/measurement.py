@@ -31,7 +31,7 @@ from typing import IO, Sequence, Union
 
 from greenbench.errors import GreenbenchError
 
-__all__ = ["Measurement", "measure", "run_command"]
+__all__ = ["Measurement", "measure", "track", "run_command", "run_command_repeated"]
 
 
 def _check_tokens(tokens) -> int | None:
@@ -243,6 +243,46 @@ def measure(tokens: int | None = None, meters=None, region: str | None = None, *
     return Measurement(tokens, meters, region, **kwargs)
 
 
+def track(_fn=None, *, tokens=None, meters=None, region: str | None = None, **kwargs):
+    """Decorator: measure every call of a function, like ``with greenbench.measure(...)`` around its body.
+
+    Args:
+        tokens: tokens one call produces: a number, or a function of the call's return value
+            (e.g. ``tokens=len``) for J/token.
+        meters, region, **kwargs: as for :func:`measure`.
+
+    Use it bare (``@greenbench.track``) or with options. The decorated function keeps each call's result
+    dict in ``fn.measurements`` (a call that raised is recorded as ``partial``, and its exception
+    propagates)::
+
+        @greenbench.track(tokens=len)
+        def generate(prompt):
+            return model.generate(prompt)
+
+        generate("hi")
+        print(generate.measurements[-1]["j_per_token"])
+    """
+    import functools
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kw):
+            m = Measurement(None, meters, region, **kwargs)
+            try:
+                with m:
+                    out = fn(*args, **kw)
+                    m.tokens = _check_tokens(tokens(out) if callable(tokens) else tokens)
+            finally:
+                if m.result is not None:
+                    wrapper.measurements.append(m.result)
+            return out
+
+        wrapper.measurements = []
+        return wrapper
+
+    return decorate(_fn) if _fn is not None else decorate
+
+
 StdoutTarget = Union[None, int, IO]
 
 
@@ -322,6 +362,78 @@ def run_command(
     result["command"] = argv
     result["exit_code"] = rc if rc >= 0 else 128 - rc
     return result
+
+
+def run_command_repeated(
+    argv: Sequence[str],
+    *,
+    runs: int,
+    warmup: int = 0,
+    tokens: int | None = None,
+    meters=None,
+    region: str | None = None,
+    child_stdout: StdoutTarget = None,
+    sysfs_root: str | os.PathLike | None = None,
+    progress=None,
+) -> dict:
+    """Run ``argv`` ``warmup`` times unmeasured, then ``runs`` times measured (hyperfine style).
+
+    Returns the result document of the runs (``workload.kind: measure``, one sample per run; see
+    :mod:`greenbench.blocks`) with ``command`` and ``exit_code`` added. Stops at the first run that fails
+    (non-zero exit) or is interrupted, keeping the runs measured before it (``partial``).
+
+    Raises:
+        GreenbenchError: ``runs`` < 1 or ``warmup`` < 0, or the command cannot be started.
+    """
+    from greenbench.blocks import BlockSamples
+    from greenbench.meters import select
+
+    if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
+        raise GreenbenchError(f"--runs must be a whole number >= 1, got {runs!r}", "e.g. --runs 10")
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise GreenbenchError(f"--warmup must be a whole number >= 0, got {warmup!r}", "e.g. --warmup 1")
+    argv = [str(a) for a in argv]
+    if meters is None or all(isinstance(m, str) for m in meters):
+        meters, warnings = select(list(meters) if meters else None, sysfs_root=sysfs_root)
+    else:
+        warnings = []
+    samples = BlockSamples(" ".join(argv), tokens=tokens, identity={"command": argv})
+    samples.warnings.extend(warnings)
+    total = warmup + runs
+    exit_code, partial = 0, None
+    per_run_contention: list[dict] = []
+    for i in range(total):
+        if progress:
+            progress(f"{'warmup' if i < warmup else 'run'} {i + 1 if i < warmup else i - warmup + 1}/"
+                     f"{warmup if i < warmup else runs}", i, total)
+        r = run_command(argv, tokens=tokens, meters=meters, region=region, child_stdout=child_stdout)
+        if r["exit_code"] != 0 or r.get("partial"):
+            exit_code = r["exit_code"]
+            partial = (f"run {i + 1} of {total} " + ("was interrupted" if r.get("partial") else
+                       f"exited with code {exit_code}") + ": stopped there")
+            break
+        if i < warmup:
+            continue
+        e = r["energy"]
+        samples.add(energy_j=e.get("total_j"), duration_s=r["duration_s"], rows=e.get("meters") or [],
+                    method=e.get("method"), window_s=e.get("window_s"))
+        c = r.get("contention") or {}
+        per_run_contention.append(c)
+        samples.warnings.extend(w for w in r.get("warnings", []) if w not in samples.warnings and w != c.get("warning"))
+    if per_run_contention:  # the busiest run speaks for the set
+        worst = max(per_run_contention, key=lambda c: c.get("other_cpu_fraction") or 0.0)
+        samples.contention = {**worst, "runs": len(per_run_contention)}
+    if progress:
+        progress("done", total, total)
+    if not samples.duration_s:
+        doc = {"command": argv, "exit_code": exit_code, "partial": True, "partial_reason": partial, "runs": 0}
+        return doc
+    doc = samples.document(region=region)
+    doc["command"] = argv
+    doc["exit_code"] = exit_code
+    if partial:
+        doc["partial"], doc["partial_reason"] = True, partial
+    return doc
 
 
 def _terminal_delivered(proc: subprocess.Popen) -> bool:

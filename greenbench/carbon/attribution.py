@@ -64,20 +64,9 @@ def _config_path() -> Path:
 
 
 def _read_config() -> tuple[dict, Path]:
-    path = _config_path()
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return {}, path
-    except OSError as exc:
-        raise GreenbenchError(f"cannot read {path}: {exc.strerror or exc}", "fix its permissions or remove it") from None
-    import tomllib
+    from greenbench.config import read
 
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise GreenbenchError(f"{path} is not valid TOML: {exc}", "fix the file (e.g. region = \"FRA\") or remove it") from None
-    return data, path
+    return read()
 
 
 def configured_region() -> tuple[str | None, str]:

@@ -20,6 +20,7 @@ from greenbench.errors import GreenbenchError
 #: Command modules, in the order their commands appear in ``--help``.
 COMMAND_MODULES = (
     "run",
+    "show",
     "measure",
     "meters",
     "carbon",
@@ -30,6 +31,7 @@ COMMAND_MODULES = (
     "gate",
     "leaderboard",
     "serve",
+    "config",
 )
 
 
@@ -37,6 +39,11 @@ class GreenbenchGroup(TyperGroup):
     """Turns a :class:`GreenbenchError` raised anywhere below into a clean message and exit code."""
 
     def invoke(self, ctx: typer.Context):
+        import sys
+
+        render = sys.modules.get("greenbench.cli.render")
+        if render is not None:  # a new command (tests invoke many in one process): warnings once per command
+            render.reset()
         try:
             return super().invoke(ctx)
         except GreenbenchError as err:
@@ -54,7 +61,7 @@ app = typer.Typer(
     name="greenbench",
     help="Energy benchmarks for LLM inference and training: joules per token, carbon, signed results.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_show_locals=False,
     rich_markup_mode=None,  # plain click help: keeps `--help` fast (rich help costs ~130 ms of imports)
     context_settings={"help_option_names": ["-h", "--help"]},

@@ -21,6 +21,9 @@ def measure(
         "Default: every usable hardware meter, else estimates (with a warning)."
     ),
     idle_s: float = typer.Option(0.0, "--idle", min=0.0, help="Seconds of idle baseline before the command (0: none); adds marginal energy."),
+    runs: int = typer.Option(1, "--runs", min=1, help="Measure the command this many times and report the median and spread."),
+    warmup: int = typer.Option(0, "--warmup", min=0, help="Unmeasured runs before the measured ones (with --runs)."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Errors and the result only (no warnings or status lines)."),
     json_out: bool = typer.Option(
         False, "--json", help="Print only the result JSON on stdout. The command's own stdout is sent to stderr so it cannot corrupt the JSON."
     ),
@@ -36,19 +39,23 @@ def measure(
     """
     import sys
 
+    from greenbench.cli import render
     from greenbench.measurement import run_command
 
+    render.QUIET = quiet
     child_stdout = None
     if json_out:
         try:
             child_stdout = sys.stderr.fileno()
         except (AttributeError, OSError, ValueError):
             child_stdout = 2
+    if runs > 1 or warmup:
+        _repeated(cmd, tokens, meter, region, child_stdout, powercap_root, runs, warmup, json_out, render)
+        return
     result = run_command(
         cmd, tokens=tokens, meters=meter or None, region=region, idle_s=idle_s, child_stdout=child_stdout,
         sysfs_root=powercap_root,
     )
-    from greenbench.cli import render
 
     if json_out:
         import json
@@ -91,3 +98,52 @@ def _render(result: dict, render) -> None:
         render.warn(w)
     if result.get("partial"):
         render.warn("interrupted: this is a partial measurement (up to when the command stopped)")
+
+
+def _repeated(cmd, tokens, meter, region, child_stdout, powercap_root, runs, warmup, json_out, render) -> None:
+    """``--runs N``: hyperfine-style median and spread of N runs; the result can be gated."""
+    import contextlib
+
+    from greenbench.measurement import run_command_repeated
+
+    with contextlib.ExitStack() as stack:
+        state = {"advance": None, "done": 0}
+
+        def progress(desc: str, completed: int, total: int) -> None:
+            if json_out or render.QUIET:
+                return
+            if state["advance"] is None:
+                state["advance"] = stack.enter_context(render.progress("measure", total=total))
+            state["advance"](completed - state["done"], description=f"measure: {desc}")
+            state["done"] = completed
+
+        doc = run_command_repeated(cmd, runs=runs, warmup=warmup, tokens=tokens, meters=meter or None, region=region,
+                                   child_stdout=child_stdout, sysfs_root=powercap_root, progress=progress)
+    if json_out:
+        from greenbench.canonical import canonical_bytes
+
+        render.print_json_bytes(canonical_bytes(doc))
+    elif doc.get("metrics"):
+        b = doc["metrics"]["block"]
+        out = typer.echo
+        out(f"greenbench measure: {' '.join(cmd)}  ({b['rounds']} runs, {warmup} warmup)")
+        out(f"  Time   (median ± IQR): {render.fmt_si(b['duration_s'], 's')} ± {render.fmt_si(b['duration_s_iqr'], 's')}"
+            f"    [{render.fmt_si(min(b['duration_s_samples']), 's')} … {render.fmt_si(max(b['duration_s_samples']), 's')}]")
+        if b.get("energy_j") is not None:
+            es = b["energy_j_samples"]
+            out(f"  Energy (median ± IQR): {render.fmt_si(b['energy_j'], 'J')} ± {render.fmt_si(b['energy_j_iqr'], 'J')}"
+                f"    [{render.fmt_si(min(es), 'J')} … {render.fmt_si(max(es), 'J')}]   method: {doc['energy']['method']}")
+        else:
+            out("  Energy: below what the counters can resolve in every run")
+        if b.get("j_per_token") is not None:
+            out(f"  Energy per token: {render.fmt_si(b['j_per_token'], 'J')} over {b['tokens']} tokens")
+        c = doc.get("carbon")
+        if c:
+            out(f"  CO2e per run: {render.fmt_si(c['g_co2e'] / max(1, b['rounds']), 'g')} at {c['intensity_g_per_kwh']:g} "
+                f"g/kWh ({c['region']})")
+    for w in doc.get("warnings", []):
+        render.warn(w)
+    if doc.get("partial"):
+        render.warn(f"partial: {doc.get('partial_reason')}")
+    if doc.get("exit_code"):
+        raise typer.Exit(doc["exit_code"])

@@ -59,12 +59,28 @@ def print_error(err: Exception) -> None:
         c.print(f"[bold]hint:[/] {escape(hint)}", markup=True, highlight=False)
 
 
+_warned: set[str] = set()
+QUIET = False  # -q/--quiet: errors and the result only
+
+
+def reset() -> None:
+    """Start of a command: no warning printed yet, not quiet."""
+    global QUIET
+    _warned.clear()
+    QUIET = False
+
+
 def warn(message: str) -> None:
+    """Print a warning on stderr, each distinct one once per command (and none with --quiet)."""
+    if QUIET or message in _warned:
+        return
+    _warned.add(message)
     err_console().print(f"[yellow]warning:[/] {escape(message)}", markup=True, highlight=False)
 
 
 def info(message: str) -> None:
-    err_console().print(message, markup=False, highlight=False)
+    if not QUIET:
+        err_console().print(message, markup=False, highlight=False)
 
 
 def print_json_bytes(data: bytes) -> None:
@@ -200,8 +216,8 @@ def _training_table(doc: dict, label: str) -> None:
     )
 
 
-def result_summary(doc: dict) -> None:
-    """Print a run's key metrics as tables: phases, energy by meter, carbon."""
+def result_summary(doc: dict, warnings: bool = True) -> None:
+    """Print a run's key metrics as tables: phases, energy by meter, carbon (then its warnings)."""
     m = doc["metrics"]
     e = doc["energy"]
     method = e["method"]
@@ -217,27 +233,47 @@ def result_summary(doc: dict) -> None:
     rows = []
     for phase in () if training else ("prefill", "decode"):
         p = m.get(phase) or {}
+        jpt = "below resolution" if p.get("below_resolution") else fmt_si(p.get("j_per_token"), "J")
+        inner = p.get("inner_repeats")
         rows.append([
             phase,
-            fmt_si(p.get("j_per_token"), "J"),
+            jpt,
             fmt_si(p.get("j_per_token_iqr"), "J"),
             "-" if p.get("tokens_per_s") is None else f"{p['tokens_per_s']:.1f}",
             fmt_si(p.get("duration_s"), "s"),
+            "-" if p.get("window_s") is None else f"{fmt_si(p['window_s'], 's')}" + (f" x{inner}" if inner and inner > 1 else ""),
         ])
     if rows:
         table(
             title,
-            ["phase", ("J/token (median)", "right"), ("IQR", "right"), ("tokens/s", "right"), ("time", "right")],
+            [("phase", "left", "keep"), ("J/token (median)", "right", "keep"), ("IQR", "right"),
+             ("tokens/s", "right", "keep"), ("time", "right"), ("window", "right")],
             rows,
-            caption=f"energy method: {label}; TTFT {fmt_si(m.get('ttft_s'), 's')}",
+            caption=f"energy method: {label}; TTFT {fmt_si(m.get('ttft_s'), 's')}; window: the energy window "
+            "(x n: the phase ran n times back to back in it, so the counters could resolve it)",
         )
+    d = m.get("decode") or {}
+    if d.get("roofline_fraction") is not None or d.get("roofline_fraction_raw") is not None:
+        ceilings = ", ".join(
+            f"{k} ceiling {d[f'{k}_ceiling_tokens_per_s']:.4g} tok/s" for k in ("memory", "compute")
+            if d.get(f"{k}_ceiling_tokens_per_s")
+        )
+        if d.get("roofline_fraction") is not None:
+            info(f"decode roofline: {d['roofline_fraction']:.3g} of the {d.get('bound', 'memory')} ceiling ({ceilings})")
+        else:
+            warn(d.get("roofline_flag") or "decode ran above its measured ceiling: no roofline fraction")
+    elif d.get("roofline_note"):
+        info(f"decode roofline: {d['roofline_note']}")
     table(
         "Energy by meter",
-        ["meter", "domain", "method", ("joules", "right"), "in total"],
-        [[r["name"], r["domain"], r["method"], f"{r['joules']:.4g}", "yes" if r.get("in_total", True) else "nested"]
+        [("meter", "left", "keep"), ("domain", "left", "keep"), ("method", "left", "keep"), "basis",
+         ("joules", "right", "keep"), "in total"],
+        [[r["name"], r["domain"], r["method"], r.get("basis") or "-", f"{r['joules']:.4g}",
+          "yes" if r.get("in_total", True) else "nested"]
          for r in e["meters"]],
         caption=f"total {fmt_si(e.get('total_j'), 'J')}"
-        + (f", marginal {fmt_si(e['marginal_j'], 'J')}" if e.get("marginal_j") is not None else ""),
+        + (f", marginal {fmt_si(e['marginal_j'], 'J')}" if e.get("marginal_j") is not None else "")
+        + (f"; metered: {e['scope']['described']}" if isinstance(e.get("scope"), dict) and e["scope"].get("described") else ""),
     )
     c = doc.get("carbon") or {}
     if c:
@@ -267,5 +303,96 @@ def result_summary(doc: dict) -> None:
         info(f"simulated decode: DRAM is {100 * sim['memory_share']:.3g} % of the energy per token; "
              f"{fmt_si(line['j_per_token_low'], 'J')} to {fmt_si(line['j_per_token_high'], 'J')} per token over DRAM at "
              f"{line['low_pj_per_bit']:.3g}-{line['high_pj_per_bit']:.3g} pJ/bit (workload.model.simulation)")
+    if warnings:
+        for w_ in doc.get("warnings") or []:
+            warn(w_)
+
+
+def _block_summary(doc: dict) -> None:
+    """A measured block (``workload.kind: measure``): its rounds."""
+    b = doc["metrics"]["block"]
+    rows = [["energy", fmt_si(b.get("energy_j"), "J"), fmt_si(b.get("energy_j_iqr"), "J"),
+             len(b.get("energy_j_samples") or [])],
+            ["time", fmt_si(b.get("duration_s"), "s"), fmt_si(b.get("duration_s_iqr"), "s"),
+             len(b.get("duration_s_samples") or [])]]
+    if b.get("j_per_token") is not None:
+        rows.append(["J/token", fmt_si(b["j_per_token"], "J"), "-", len(b.get("j_per_token_samples") or [])])
+    table(f"{doc['profile'].get('source') or doc['profile']['name']}: {b.get('rounds')} rounds",
+          [("quantity", "left", "keep"), ("median", "right", "keep"), ("IQR", "right"), ("n", "right")], rows,
+          caption=f"energy method: {doc['energy']['method']}")
+
+
+def result_details(doc: dict, *, source: str, signers: list[str] | None = None) -> None:
+    """Everything about one result (``greenbench show``): its summary, then measurement, scope and provenance."""
+    kind = (doc.get("workload") or {}).get("kind")
+    if kind == "measure":
+        _block_summary(doc)
+    else:
+        result_summary(doc, warnings=False)
+    m, e, w, env = doc.get("metrics") or {}, doc.get("energy") or {}, doc.get("workload") or {}, doc.get("environment") or {}
+    rows = []
+    for phase in ("prefill", "decode", "train"):
+        p = m.get(phase) or {}
+        if p.get("window_s") is None and not p.get("below_resolution"):
+            continue
+        rows.append([phase, "yes" if p.get("below_resolution") else "no", fmt_si(p.get("window_s"), "s"),
+                     str(p.get("inner_repeats") or "-"), ", ".join(f"{x:.4g}" for x in p.get("j_per_token_samples") or [])])
+    if rows:
+        table("Measurement windows", [("phase", "left", "keep"), "below resolution", ("window", "right"),
+                                       ("inner repeats", "right"), "J/token per repeat"], rows, overflow="fold",
+              caption=f"energy windows span >= {e.get('min_window_periods', 20)} update periods of the slowest "
+              f"meter ({fmt_si(e.get('slowest_period_s'), 's')}; twice that when edges cannot be aligned)")
+    probes = e.get("probes") or {}
+    if probes:
+        table("Meters", [("meter", "left", "keep"), ("update period", "right"), "period from", "detail"],
+              [[name, fmt_si(d.get("update_period_s"), "s"), d.get("period_source", "-"),
+                "; ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in d.items()
+                          if k in ("tdp_w", "tdp_source", "logical_cpus", "ram_w_per_gb", "total", "ram_note"))]
+               for name, d in probes.items()], overflow="fold")
+    scope = e.get("scope") or {}
+    if scope:
+        devs = "; ".join(
+            " ".join(str(x) for x in (d.get("device"), d.get("name") or "", d.get("uuid") or "", d.get("selected_by") or "") if x)
+            for d in scope.get("devices") or [])
+        info(f"scope: {scope.get('kind')} - {scope.get('described', '')}" + (f" ({devs})" if devs else ""))
+    c = env.get("contention") or {}
+    if c.get("other_cpu_fraction") is not None:
+        info(f"contention: other processes used {c['other_cpu_fraction']:.1%} of the CPUs (threshold "
+             f"{c.get('threshold', 0.1):.0%}){' - FLAGGED' if c.get('flagged') else ''}")
+    git = env.get("project_git") or {}
+    prov = [
+        ["source", source],
+        ["signed by", ", ".join(signers) if signers else "not signed"],
+        ["created", doc.get("created", "-")],
+        ["profile", f"{doc['profile'].get('name')} ({doc['profile'].get('digest')})"],
+        ["work digest", w.get("digest") or "-"],
+        ["backend", doc.get("backend", "-")],
+        ["greenbench", env.get("greenbench_version", "-")],
+        ["CPU", f"{env.get('cpu_model', '-')} ({env.get('cpu_count_physical', '?')} cores)"],
+        ["GPUs", ", ".join(env.get("gpu_models") or []) or "none"],
+        ["OS / Python", f"{env.get('os', '-')} / {env.get('python', '-')}"],
+        ["libraries", ", ".join(f"{k} {v}" for k, v in (env.get("libraries") or {}).items()) or "-"],
+        ["project git", f"{git.get('commit', '-')}{' (dirty)' if git.get('dirty') else ''}" if git else "-"],
+    ]
+    if doc.get("partial"):
+        prov.append(["PARTIAL", doc.get("partial_reason") or "yes"])
+    table("Provenance", [("field", "left", "keep"), "value"], prov, overflow="fold")
     for w_ in doc.get("warnings") or []:
         warn(w_)
+
+
+def comparison(report: dict) -> None:
+    """``greenbench compare``: per metric, each result against the reference, hyperfine style."""
+    for mt in report["metrics"]:
+        rows = [[r["label"], "-" if r["median"] is None else f"{r['median']:.4g}",
+                 "-" if r["sd"] is None else f"{r['sd']:.2g}", r["n"],
+                 "-" if r["ratio"] is None else ("1 (reference)" if r["ratio_sd"] is None
+                                                 else f"{r['ratio']:.3g} ± {r['ratio_sd']:.2g}")] for r in mt["rows"]]
+        table(f"{mt['metric']} ({mt['unit']}, {mt['direction']} is better)",
+              [("result", "left", "keep"), ("median", "right", "keep"), ("± sd", "right"), ("n", "right"),
+               (f"ratio to {report['reference']}", "right", "keep")], rows)
+        for r in mt["rows"][1:]:
+            if r["sentence"]:
+                console().print(escape(r["sentence"]), soft_wrap=True, highlight=False)
+    for w in report["warnings"]:
+        warn(w)
