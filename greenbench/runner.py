@@ -251,7 +251,7 @@ def run_inference(
 ) -> tuple[list[RepeatRecord], str | None]:
     """Run warmup + measured repeats (see the module docstring). Returns (records, partial_reason or None)."""
     n_decode = max_new_tokens - 1
-    total = warmup + repeats
+    total = repeats  # the bar counts measured repeats; warmup shows in its label
     done = 0
     rewind = getattr(session, "rewind", None)
     notes = notes if notes is not None else []
@@ -272,7 +272,6 @@ def run_inference(
             first = session.prefill()
             if n_decode:
                 session.decode(first, n_decode)
-            done += 1
         if contention is not None:
             contention.mark()
         for i in range(repeats):
@@ -435,18 +434,18 @@ def run_training(
 ) -> tuple[list[tuple[Window, list[float], float]], str | None]:
     """Warmup blocks, then ``repeats`` windows of ``steps`` training steps (lengthened by whole blocks of
     ``steps`` when the counters cannot resolve one). Returns ([(window, losses, block_seconds)], partial)."""
-    total = warmup + repeats
+    total = repeats  # the bar counts measured repeats; warmup shows in its label
     records: list[tuple[Window, list[float], float]] = []
     try:
         for i in range(warmup):
             if progress:
-                progress(f"warmup {i + 1}/{warmup}", i, total)
+                progress(f"warmup {i + 1}/{warmup}", 0, total)
             session.steps(steps)
         if contention is not None:
             contention.mark()
         for i in range(repeats):
             if progress:
-                progress(f"repeat {i + 1}/{repeats}", warmup + i, total)
+                progress(f"repeat {i + 1}/{repeats}", i, total)
             e0 = meterset.edge(True)
             ta = clock()
             losses = list(session.steps(steps))
@@ -502,7 +501,8 @@ def run_profile(
         backend: a Backend for inference; default: :func:`greenbench.backends.get_backend` on
             ``profile.run.backend``.
         warnings: warnings so far (e.g. from meter selection); recorded in the result.
-        progress: called as ``progress(description, completed, total)`` between repeats, never inside a window.
+        progress: called as ``progress(description, measured repeats completed, repeats)`` between repeats,
+            never inside a window (warmup repeats show in the description only).
         status: called with one-line status messages (model building, idle baseline).
         measure_bandwidth: measure memory bandwidth for ``metrics.decode.roofline_fraction``.
         scope: the :class:`~greenbench.meters.scope.Scope` the meters cover (recorded in the result);

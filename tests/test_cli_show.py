@@ -145,3 +145,19 @@ def test_each_warning_once_and_quiet(tmp_path):
     assert len(lines) == len(set(lines)) and any("ESTIMATED" in line for line in lines)
     q = runner.invoke(app, ["measure", "-q", "--region", "FRA", "--", sys.executable, "-c", "pass"])
     assert q.exit_code == 0 and "warning" not in q.output
+
+
+def test_ctrl_c_before_the_first_measured_repeat_writes_nothing(tmp_path, monkeypatch):
+    import greenbench.backends as backends
+    import greenbench.meters as meters
+    from fakes import FakeBackend, FakeSession, StepMeter
+
+    monkeypatch.setattr(meters, "select", lambda *a, **k: ([StepMeter()], []))  # one prefill per repeat
+    monkeypatch.setattr(backends, "get_backend", lambda name: FakeBackend(FakeSession(interrupt_at_prefill=2)))
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["run", "llama-tiny", "--warmup", "1", "--repeats", "3", "--region", "FRA", "--out", str(out)])
+    assert res.exit_code == 130 and "nothing was written" in res.output
+    assert not list(out.glob("*.json"))
+    monkeypatch.setattr(backends, "get_backend", lambda name: FakeBackend(FakeSession(interrupt_at_prefill=3)))
+    res = runner.invoke(app, ["run", "llama-tiny", "--warmup", "1", "--repeats", "3", "--region", "FRA", "--out", str(out)])
+    assert res.exit_code == 130 and len(list(out.glob("*-partial.json"))) == 1

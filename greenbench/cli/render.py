@@ -34,10 +34,17 @@ def _width(stream) -> int | None:
     return None if tty else PIPE_WIDTH
 
 
+def _redirected(stream) -> bool:
+    """A live progress display has put its proxy in place of this stream: keep printing through our console."""
+    from rich.file_proxy import FileProxy
+
+    return isinstance(stream, FileProxy)
+
+
 def console() -> Console:
     """Console on stdout (results)."""
     global _stdout
-    if _stdout is None or _stdout.file is not sys.stdout:
+    if _stdout is None or (_stdout.file is not sys.stdout and not _redirected(sys.stdout)):
         _stdout = Console(file=sys.stdout, highlight=False, soft_wrap=False, emoji=False, width=_width(sys.stdout))
     return _stdout
 
@@ -45,7 +52,7 @@ def console() -> Console:
 def err_console() -> Console:
     """Console on stderr (messages, warnings, progress)."""
     global _stderr
-    if _stderr is None or _stderr.file is not sys.stderr:
+    if _stderr is None or (_stderr.file is not sys.stderr and not _redirected(sys.stderr)):
         _stderr = Console(file=sys.stderr, highlight=False, emoji=False, width=_width(sys.stderr))
     return _stderr
 

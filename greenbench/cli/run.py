@@ -95,7 +95,7 @@ def run(
         for w in warnings:
             render.warn(w)
 
-    total = prof.run.warmup + prof.run.repeats
+    total = prof.run.repeats  # measured repeats; warmup shows in the bar's label
     try:
         # The progress bar appears with the first repeat, after the model is built and loaded, so status
         # lines and errors while preparing are not mixed into it.
@@ -114,6 +114,9 @@ def run(
             )
     except KeyboardInterrupt:
         render.warn("interrupted before any repeat was measured; nothing written")
+        raise typer.Exit(130)
+    if doc.get("partial") and not doc["workload"].get("repeats_completed"):
+        render.warn(f"{doc.get('partial_reason')}: no repeat was measured, so nothing was written")
         raise typer.Exit(130)
 
     path = results.write(doc, out)
