@@ -224,13 +224,27 @@ def measure_update_period(
     return gaps[len(gaps) // 2], len(stamps)
 
 
-def wait_for_change(read: Callable[[], float], timeout_s: float, clock: Callable[[], float] = time.perf_counter) -> bool:
-    """Busy-poll ``read()`` until its value changes (True) or ``timeout_s`` passes (False)."""
+def wait_for_change(read: Callable[[], float], timeout_s: float, clock: Callable[[], float] = time.perf_counter,
+                    precision_s: float | None = None) -> bool:
+    """Busy-poll ``read()`` until its value changes (True) or ``timeout_s`` passes (False).
+
+    A change only counts when the poll that saw it began within ``precision_s`` of the previous poll's end
+    (default: 1/40 of ``timeout_s``, i.e. about a tenth of a counter period as the runner calls it): if this
+    thread was descheduled in between, the counter moved at some unknown moment during the gap, so the edge
+    would be late by up to the gap; the wait then goes on to the next change.
+    """
+    precision_s = timeout_s / 40 if precision_s is None else precision_s
     first = read()
-    deadline = clock() + timeout_s
-    while clock() < deadline:
-        if read() != first:
-            return True
+    t_prev = clock()
+    deadline = t_prev + timeout_s
+    while t_prev < deadline:
+        v = read()
+        t = clock()
+        if v != first:
+            if t - t_prev <= precision_s:
+                return True
+            first = v  # seen late: wait for the next update
+        t_prev = t
     return False
 
 
