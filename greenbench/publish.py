@@ -37,7 +37,14 @@ __all__ = [
     "destination_kind",
     "publish_file",
     "load_verified_results",
+    "verify_entries",
+    "result_index_entry",
+    "reindex_store",
+    "RESULT_BLOCK_PREFIX",
 ]
+
+#: Every envelope block starts with these bytes (canonical DAG-JSON sorts "payload" first).
+RESULT_BLOCK_PREFIX = b'{"payload":"'
 
 
 @dataclass
@@ -349,3 +356,40 @@ def load_verified_results(store, trust: set[str] | None = None, **filters: Any) 
         ``greenbench.leaderboard.build_rows`` takes); skipped are ``{"cid", "reason"}``.
     """
     return verify_entries(store.query_results(**filters), store.get_block, trust)
+
+
+def result_index_entry(block: bytes):
+    """``(cid, index info)`` when ``block`` is a stored result envelope whose signature verifies, else None.
+
+    Used by ``greenbench store reindex`` to rebuild a lost result index from the blocks themselves: only a
+    block that is the canonical envelope block of a verified result (so its CID is the result's CID
+    everywhere) is indexed.
+
+    Raises:
+        StoreError: an envelope that does not verify (the caller reports it as skipped).
+    """
+    from greenbench import signing
+    from greenbench.errors import StoreError
+    from greenbench.store import dagjson
+
+    if not block.startswith(RESULT_BLOCK_PREFIX):
+        return None
+    try:
+        env = dagjson.decode(block)
+    except StoreError:
+        return None
+    if not signing.is_envelope(env):
+        return None
+    try:
+        verified = signing.verify_envelope(env)
+    except GreenbenchError as exc:
+        raise StoreError(f"a stored envelope does not verify: {exc.message}") from None
+    cid, canonical = envelope_block(env)
+    if canonical != bytes(block):
+        return None
+    return cid, index_info(verified)
+
+
+def reindex_store(store):
+    """Rebuild ``store``'s packed-block rows and its result index from what it holds (``store reindex``)."""
+    return store.reindex(result_index_entry, RESULT_BLOCK_PREFIX)
