@@ -125,12 +125,14 @@ def _put_slots(
     def hash_slot(index: int, job: Any) -> list[tuple[CID, int, bool]]:
         buf = slot(index)
         n = load(job, buf)
-        leaves = []
+        cids, sizes = [], []
         for at in range(0, n, LEAF_SIZE):
             leaf = buf[at : min(n, at + LEAF_SIZE)]
-            cid = CID(1, RAW, SHA2_256, hashlib.sha256(leaf).digest())
-            leaves.append((cid, len(leaf), store._present(cid.multihash, len(leaf))))  # looked up here, in parallel
-        return leaves
+            cids.append(CID(1, RAW, SHA2_256, hashlib.sha256(leaf).digest()))
+            sizes.append(len(leaf))
+        # looked up here, in parallel, with one index query per slot
+        present = store._present_many([(c.multihash, size) for c, size in zip(cids, sizes)])
+        return list(zip(cids, sizes, present))
 
     run: list[tuple[int, bytes, int]] = []  # (leaf number, multihash, length) of leaves back to back in the ring
 

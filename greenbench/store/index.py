@@ -291,6 +291,14 @@ class Index:
         rows = self._read("packed", "SELECT pack, offset, length FROM packed WHERE mh = ?", (mh,))
         return rows[0] if rows else None
 
+    def packed_many(self, mhs: list[bytes]) -> dict[bytes, tuple[str, int, int]]:
+        """``{multihash: (pack, offset, length)}`` for those of ``mhs`` that are packed (one query)."""
+        if not mhs:
+            return {}
+        marks = ", ".join("?" * len(mhs))
+        rows = self._read("packed", f"SELECT mh, pack, offset, length FROM packed WHERE mh IN ({marks})", tuple(mhs))
+        return {mh: (pack, offset, length) for mh, pack, offset, length in rows}
+
     def count_packed(self) -> int:
         rows = self._read("packed", "SELECT count(*) FROM packed")
         return rows[0][0] if rows else 0

@@ -205,20 +205,26 @@ class LocalStore:
     # --- lookups -----------------------------------------------------------------------------
 
     def _packed(self, mh: bytes) -> tuple[str, int, int] | None:
-        """``(pack, offset, length)`` of a packed block, or None. A store whose index lost its rows (and
-        that nobody has written to since, which would rebuild them) is read from the packs' trailers."""
-        row = self.index.packed(mh)
-        if row is not None:
-            return row
+        """``(pack, offset, length)`` of a packed block, or None."""
+        return self._packed_many([mh]).get(mh)
+
+    def _packed_many(self, mhs: list[bytes]) -> dict[bytes, tuple[str, int, int]]:
+        """The packed rows of those of ``mhs`` that are packed, in one query. A store whose index lost its
+        rows (and that nobody has written to since, which would rebuild them) is read from the packs'
+        trailers."""
+        rows = self.index.packed_many(mhs)
+        if len(rows) == len(mhs):
+            return rows
         ident = self._index_id()
         if ident is not None and ident == self._rows_seen:
-            return None
+            return rows
         if self.index.has_packed_rows():
             self._rows_seen = ident
-            return None
+            return rows
         if not self.packs.any():
-            return None
-        return self._trailer_map().get(mh)
+            return rows
+        trailers = self._trailer_map()
+        return {mh: trailers[mh] for mh in mhs if mh in trailers}
 
     def _index_id(self) -> tuple[int, int] | None:
         return file_id(self.index_path)
@@ -244,10 +250,16 @@ class LocalStore:
 
     def _present(self, mh: bytes, size: int) -> bool:
         """True when the block is stored (a file or a packed row of that size); not re-hashed."""
-        if self.blockfiles.size(mh) == size:
-            return True
-        row = self._packed(mh)
-        return row is not None and row[2] == size
+        return self._present_many([(mh, size)])[0]
+
+    def _present_many(self, blocks: list[tuple[bytes, int]]) -> list[bool]:
+        """:meth:`_present` of several blocks with one index query."""
+        out = [self.blockfiles.size(mh) == size for mh, size in blocks]
+        rest = [mh for (mh, _), found in zip(blocks, out) if not found]
+        if rest:
+            rows = self._packed_many(rest)
+            out = [found or (mh in rows and rows[mh][2] == size) for (mh, size), found in zip(blocks, out)]
+        return out
 
     def _copies(self, mh: bytes) -> Iterator[tuple[bytes | None, str, str | None]]:
         """The stored copies of a block: ``(bytes or None when its pack is gone, where, pack name)``, the
