@@ -7,9 +7,9 @@ Terms:
         and IPFS compute the same one, and anyone holding the block can verify both the CID and the
         signature.
     destination: ``--to`` absent: the local store only. ``http(s)://host:port``: a greenbench server
-        (``POST /api/v1/results``), unless the URL answers the Kubo ``/api/v0/version`` probe.
-        ``kubo+http(s)://host:port``: a Kubo RPC endpoint (``dag/import`` of a one-block CAR, then
-        ``pin/add``).
+        (``POST /api/v1/results``), unless the URL answers the Kubo ``/api/v0/version`` probe like Kubo
+        (a greenbench server answers it too, naming itself). ``kubo+http(s)://host:port``: a Kubo RPC
+        endpoint, Kubo or a greenbench server (``dag/import`` of a one-block CAR, then ``pin/add``).
 
 The envelope is always verified before it leaves the machine and is always kept in the local store
 too, so ``publish`` prints a CID that ``greenbench store get`` can answer.
@@ -202,9 +202,15 @@ def destination_kind(url: str, *, transport: Any = None, timeout_s: float = 10.0
             f"--to {url!r}: unsupported URL",
             "use http://HOST:PORT (a greenbench server) or kubo+http://HOST:5001 (a Kubo RPC endpoint)",
         )
-    from greenbench.store.kubo import KuboClient
+    from greenbench.store.kubo import KuboClient, KuboError
 
-    return "kubo" if KuboClient(url, timeout_s=timeout_s, transport=transport).is_kubo() else "server"
+    try:
+        doc = KuboClient(url, timeout_s=timeout_s, transport=transport).version()
+    except KuboError:
+        return "server"
+    # A greenbench server answers the Kubo probe too (it speaks a Kubo RPC subset), but says what it is:
+    # results go to its results API, which verifies and indexes them.
+    return "server" if "Greenbench" in doc else "kubo"
 
 
 def push_to_server(url: str, env: dict, cid, *, token: str | None = None, transport: Any = None) -> dict:

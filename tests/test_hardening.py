@@ -116,7 +116,7 @@ def test_leaderboard_from_a_non_greenbench_url_is_exit_2(tmp_path):
     from starlette.responses import HTMLResponse
     from starlette.routing import Route
 
-    from greenbench.store.http import BackgroundServer
+    from greenbench.server.runner import BackgroundServer
 
     async def page(request):
         return HTMLResponse("<html>not an API</html>")
@@ -130,7 +130,7 @@ def test_leaderboard_from_a_non_greenbench_url_is_exit_2(tmp_path):
 def test_server_rejects_signed_garbage_with_4xx(tmp_path, key):
     from starlette.testclient import TestClient
 
-    from greenbench.store.http import ServerConfig, create_app
+    from greenbench.server.app import ServerConfig, create_app
 
     client = TestClient(create_app(ServerConfig(store_dir=tmp_path / "s")))
     for payload in (b'{"n": 1' + b"0" * 400 + b"}", b"[" * 50_000 + b"]" * 50_000):

@@ -20,7 +20,8 @@ from greenbench import publish, signing
 from greenbench.cli import app
 from greenbench.store import dagjson
 from greenbench.store.cid import CID
-from greenbench.store.http import BackgroundServer, ServerConfig, create_app
+from greenbench.server.app import ServerConfig, create_app
+from greenbench.server.runner import BackgroundServer
 from greenbench.store.local import LocalStore
 from test_kubo import FakeKubo, free_port
 
