@@ -224,11 +224,18 @@ class Guard:
         if cors:
             cors["access-control-expose-headers"] = "Content-Range, Content-Length, Content-Location, ETag, X-Ipfs-Path, X-Ipfs-Roots"
 
+        body = {"done": method in ("GET", "HEAD")}
+
         async def send_logged(message):
             if message["type"] == "http.response.start":
                 state["status"] = message["status"]
-                if cors:
-                    message = {**message, "headers": [*message.get("headers", []), *((k.encode(), v.encode()) for k, v in cors.items())]}
+                extra = [(k.encode(), v.encode()) for k, v in cors.items()]
+                if not body["done"]:
+                    # answered before the request body was read (408, 413, a refusal): the connection cannot
+                    # carry another request, so say so and let the server close it now
+                    extra.append((b"connection", b"close"))
+                if extra:
+                    message = {**message, "headers": [*message.get("headers", []), *extra]}
             elif message["type"] == "http.response.body":
                 state["bytes"] += len(message.get("body", b""))
             await send(message)
@@ -247,7 +254,7 @@ class Guard:
                 )
             self.inflight[client] = n + 1
             counted = True
-            await self.app(scope, self._timed_receive(receive, config.body_timeout_s), send_logged)
+            await self.app(scope, self._timed_receive(receive, config.body_timeout_s, body), send_logged)
         except _BodyTimeout:
             state["note"] = f" (no request body for {config.body_timeout_s:g} s)"
             if not state["status"]:
@@ -318,19 +325,16 @@ class Guard:
         await send({"type": "http.response.body", "body": b""})
 
     @staticmethod
-    def _timed_receive(receive, timeout_s: float):
-        done = False
-
+    def _timed_receive(receive, timeout_s: float, body: dict):
         async def timed():
-            nonlocal done
-            if done:
+            if body["done"]:
                 return await receive()
             try:
                 message = await asyncio.wait_for(receive(), timeout_s)
             except asyncio.TimeoutError:
                 raise _BodyTimeout() from None
             if message["type"] != "http.request" or not message.get("more_body", False):
-                done = True  # the body is complete: waiting for a disconnect is not a body read
+                body["done"] = True  # the body is complete: waiting for a disconnect is not a body read
             return message
 
         return timed

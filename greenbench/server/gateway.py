@@ -234,10 +234,12 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None | str:
             return max(0, size - n), size
         start = int(first)
         stop = size if last == "" else int(last) + 1
+        if last == "" and start >= size:
+            return "unsatisfiable"
     except ValueError:
         return None
     if start < 0 or stop <= start:
-        return None
+        return None  # not a valid range (RFC 9110: ignore the header)
     if start >= size:
         return "unsatisfiable"
     return start, min(stop, size)
@@ -304,7 +306,7 @@ async def _car(request, ctx, cid, segments, params, headers):
     def plan():
         try:
             store.get_block(cid)  # a damaged root is a 500 before anything is sent
-            blocks, terminal, path = dag.select(store.get_block, cid, segments, scope, entity_bytes, dups)
+            blocks, roots = dag.select(store.get_block, cid, segments, scope, entity_bytes, dups)
         except dag.PathNotFoundError as exc:
             raise HTTPError(404, exc.message, exc.hint) from None
         except VerificationError:
@@ -313,7 +315,7 @@ async def _car(request, ctx, cid, segments, params, headers):
             status = 404 if "not in the store" in exc.message else 500
             raise HTTPError(status, f"cannot serve {cid}: {exc.message}") from None
         sizes = [store.block_size(c) for c in blocks]
-        return blocks, [cid, *path], sizes
+        return blocks, roots, sizes
 
     if cid.hash_code == IDENTITY and not segments:
         blocks, roots, sizes = [], [cid], []
@@ -357,22 +359,26 @@ def _varint(n: int) -> bytes:
 
 
 async def _threaded(gen):
-    """Iterate a blocking generator off the event loop, a few parts per hop."""
-    sentinel = object()
+    """Iterate a blocking generator off the event loop, a few parts per hop (an error raised by the
+    generator comes after the parts it produced before it)."""
     it = iter(gen)
     while True:
-        batch = await asyncio.to_thread(_take, it, sentinel)
+        batch, error, done = await asyncio.to_thread(_take, it)
         for part in batch:
-            if part is sentinel:
-                return
             yield part
+        if error is not None:
+            raise error
+        if done:
+            return
 
 
-def _take(it, sentinel, n: int = 16) -> list:
-    out = []
-    for _ in range(n):
-        part = next(it, sentinel)
-        out.append(part)
-        if part is sentinel:
-            break
-    return out
+def _take(it, n: int = 16) -> tuple[list, BaseException | None, bool]:
+    out: list = []
+    try:
+        for _ in range(n):
+            out.append(next(it))
+    except StopIteration:
+        return out, None, True
+    except Exception as exc:  # noqa: BLE001 - handed to the event loop, which re-raises it in order
+        return out, exc, True
+    return out, None, False

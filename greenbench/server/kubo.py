@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 from greenbench.errors import GreenbenchError, VerificationError
-from greenbench.server.common import HTTPError, error_response, parse_cid, read_parts
+from greenbench.server.common import HTTPError, StreamAborted, error_response, parse_cid, read_parts
 
 __all__ = ["routes", "COMMANDS"]
 
@@ -317,7 +317,7 @@ async def dag_export(request, ctx):
         from greenbench.store import dag
 
         try:
-            cids = dag.select(store.get_block, cid, [], "all")[0]
+            cids, _ = dag.select(store.get_block, cid, [], "all")
         except VerificationError:
             raise HTTPError(500, f"a block under {cid} failed verification and is not served") from None
         except GreenbenchError as exc:
@@ -328,8 +328,18 @@ async def dag_export(request, ctx):
         return cids
 
     cids = await asyncio.to_thread(plan)
-    blocks = ((c, store.get_block(c)) for c in cids)
-    return StreamingResponse(_threaded(car_parts([cid], blocks)), media_type="application/vnd.ipld.car")
+    log = ctx.config.log
+
+    def blocks():
+        for c in cids:
+            try:
+                yield c, store.get_block(c)
+            except GreenbenchError as exc:  # damaged since the plan: end the connection, the CAR short
+                if log is not None:
+                    log(f"dag/export of {cid} stopped short: {ctx.public(exc.message)}")
+                raise StreamAborted(str(c)) from None
+
+    return StreamingResponse(_threaded(car_parts([cid], blocks())), media_type="application/vnd.ipld.car")
 
 
 # --------------------------------------------------------------------------- pins

@@ -38,13 +38,15 @@ class PathNotFoundError(StoreError):
     """A content path names something the DAG does not have (the gateway answers 404)."""
 
 
-def resolve(get: Get, root: CID, segments: list[str]) -> tuple[list[CID], CID]:
-    """Follow ``segments`` from ``root``; returns ``(path blocks, terminal)``.
+def resolve(get: Get, root: CID, segments: list[str]) -> tuple[list[CID], CID, list[CID]]:
+    """Follow ``segments`` from ``root``; returns ``(path blocks, terminal, roots)``: the roots are the
+    CIDs the path names, one per segment that crossed a link (``X-Ipfs-Roots``), the terminal last.
 
     Raises:
         PathNotFoundError: a segment names no entry, or the path ends inside a block rather than at a link.
     """
     path: list[CID] = []
+    roots: list[CID] = [root]
     cid = root
     i = 0
     while i < len(segments):
@@ -59,6 +61,7 @@ def resolve(get: Get, root: CID, segments: list[str]) -> tuple[list[CID], CID]:
                 raise PathNotFoundError(f"directory {cid} has no entry {segments[i]!r}")
             cid, shards = found
             path.extend(shards)
+            roots.append(cid)
             i += 1
         elif cid.codec in (DAG_JSON, DAG_CBOR):
             value = dagjson.decode(data) if cid.codec == DAG_JSON else dagcbor.decode(data)
@@ -77,9 +80,10 @@ def resolve(get: Get, root: CID, segments: list[str]) -> tuple[list[CID], CID]:
                     "ask for the block that holds it (/ipfs/CID of that block) and read the field there",
                 )
             cid = value
+            roots.append(cid)
         else:
             raise PathNotFoundError(f"{cid} is a {cid.codec_name} block: it has no entry {segments[i]!r}")
-    return path, cid
+    return path, cid, roots
 
 
 def parse_entity_bytes(text: str) -> tuple[int, int | None]:
@@ -145,8 +149,8 @@ def select(
     scope: str = "all",
     entity_bytes: tuple[int, int | None] | None = None,
     dups: bool = False,
-) -> tuple[list[CID], CID, list[CID]]:
-    """The blocks of a trustless-gateway CAR, in order: ``(blocks, terminal, path blocks)``.
+) -> tuple[list[CID], list[CID]]:
+    """The blocks of a trustless-gateway CAR, in order, and the path's roots: ``(blocks, roots)``.
 
     The path blocks come first, then the terminal's blocks for ``scope`` depth first; with ``dups``
     False every block appears once; identity CIDs never appear. Raw blocks are named, not read.
@@ -159,7 +163,7 @@ def select(
         raise StoreError(f"dag-scope={scope!r} is not one of {', '.join(SCOPES)}")
     if entity_bytes is not None and scope == "all":
         scope = "entity"  # entity-bytes implies dag-scope=entity
-    path, terminal = resolve(get, root, segments)
+    path, terminal, roots = resolve(get, root, segments)
     if scope == "block":
         below: Iterable[CID] = [terminal]
     elif scope == "entity":
@@ -176,7 +180,7 @@ def select(
                 continue
             seen.add(cid.multihash)
         out.append(cid)
-    return out, terminal, path
+    return out, roots
 
 
 def _walk_cids(get: Get, root: CID, dups: bool) -> Iterator[CID]:
