@@ -77,3 +77,53 @@ def test_js_tools_unpack_greenbench_car_exports(files, tmp_path):
     out = tmp_path / "unpacked"
     node(str(INTEROP / "node_modules" / "ipfs-car" / "bin.js"), "unpack", str(car), "--output", str(out))
     assert out.read_bytes() == path.read_bytes()  # the ipfs-car command line, verifying every block
+
+
+def test_js_tools_unpack_the_gateway_car(files, tmp_path):
+    import httpx
+
+    from greenbench.server.app import ServerConfig, create_app
+    from greenbench.server.runner import BackgroundServer
+    from greenbench.store.local import LocalStore
+
+    path = files[5 * 1024 * 1024 + 7]
+    store = LocalStore(tmp_path / "s")
+    cid = store.put_file(path)
+    with BackgroundServer(create_app(ServerConfig(store=store))) as srv:
+        r = httpx.get(f"{srv.url}/ipfs/{cid}", headers={"Accept": "application/vnd.ipld.car; order=dfs; dups=n"})
+    assert r.status_code == 200 and r.headers["content-type"].endswith("order=dfs; dups=n")
+    car = tmp_path / "gw.car"
+    car.write_bytes(r.content)
+    out = tmp_path / "unpacked"
+    node(str(INTEROP / "node_modules" / "ipfs-car" / "bin.js"), "unpack", str(car), "--output", str(out))
+    assert out.read_bytes() == path.read_bytes()
+
+
+def test_kubo_rpc_client_against_greenbench_serve(tmp_path):
+    """kubo-rpc-client, the JavaScript client of Kubo's RPC API, calling a greenbench server."""
+    import io
+
+    from greenbench.server.app import ServerConfig, create_app
+    from greenbench.server.runner import BackgroundServer
+    from greenbench.store.car import write_car
+    from greenbench.store.cid import cid_for
+    from greenbench.store.local import LocalStore
+
+    blocks = [(cid_for(b"car block %d" % i), b"car block %d" % i) for i in range(3)]
+    buf = io.BytesIO()
+    write_car(buf, [blocks[0][0]], blocks)
+    car = tmp_path / "in.car"
+    car.write_bytes(buf.getvalue())
+    store = LocalStore(tmp_path / "store")
+    with BackgroundServer(create_app(ServerConfig(store=store))) as srv:
+        out = json.loads(node("kubo.mjs", srv.url, str(car)).stdout)
+    raw = cid_for(b"block from kubo-rpc-client")
+    assert out["id"].startswith("12D3KooW") and out["version"]
+    assert out["block_put_raw"] == str(raw) and out["block_get"] == "block from kubo-rpc-client"
+    assert out["block_stat"] == len(b"block from kubo-rpc-client")
+    assert store.has(out["block_put_dag_pb"]) and "DAG-PB" in out["bad_dag_pb"]
+    assert out["dag_import"] == [str(blocks[0][0])] and all(store.has(c) for c, _ in blocks)
+    assert out["pin_add"] == out["pin_rm"] == out["block_put_dag_pb"]
+    assert [out["block_put_dag_pb"], "recursive"] in out["pin_ls"] and [str(raw), "indirect"] in out["pin_ls"]
+    assert [str(c) for c, _ in store.pins()] == [str(blocks[0][0])]  # pin/rm took the other one away
+    assert out["dag_export_bytes"] > 0 and "could not find" in out["missing"]
