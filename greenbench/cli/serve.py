@@ -78,6 +78,7 @@ def serve_cmd(
         max_requests_per_client=max_client_requests,
         max_connections_per_client=max_client_connections,
         log=None if quiet else stderr_log,
+        worker_process=True,
     )
     app = create_app(config)
     sock = bind(host, port)

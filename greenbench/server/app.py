@@ -66,6 +66,8 @@ class ServerConfig:
         header_timeout_s, body_timeout_s: see the module docstring.
         max_requests_per_client, max_connections_per_client: see the module docstring.
         log: where access-log lines go (None: nowhere).
+        worker_process: render heavy pages (the leaderboard) in a worker process rather than a thread, so
+            their work never holds this process's interpreter lock (``greenbench serve`` does).
         store: an open store to serve (tests); else one is opened from ``store_dir``.
     """
 
@@ -83,6 +85,7 @@ class ServerConfig:
     max_requests_per_client: int = 64
     max_connections_per_client: int = 128
     log: Callable[[str], None] | None = None
+    worker_process: bool = False
     store: Any = field(default=None, repr=False)
 
 

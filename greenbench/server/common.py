@@ -82,6 +82,7 @@ class Context:
     write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     cache: dict = field(default_factory=dict)
     _secrets: list[tuple[str, str]] = field(default_factory=list)
+    _pool: Any = None
 
     def __post_init__(self) -> None:
         root = getattr(self.store, "root", None)
@@ -97,6 +98,22 @@ class Context:
         for secret, name in self._secrets:
             text = text.replace(secret, name)
         return text
+
+    def worker_pool(self):
+        """The worker process for heavy pages (``config.worker_process``), started on first use; else None."""
+        if not getattr(self.config, "worker_process", False):
+            return None
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    def drop_worker_pool(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     def check_token(self, request) -> None:
         """Refuse a write without the configured bearer token (401)."""

@@ -178,7 +178,8 @@ async def _answer(request, ctx):
             400, "raw blocks are served for /ipfs/{cid} only, without a path", "ask for ?format=car to resolve a path"
         )
     store = ctx.store
-    if cid.hash_code != IDENTITY and not await asyncio.to_thread(store.has, cid):
+    size = None if cid.hash_code == IDENTITY else store.block_size(cid)  # a stat or an index lookup: inline
+    if cid.hash_code != IDENTITY and size is None:
         if "only-if-cached" in request.headers.get("cache-control", "").lower():
             from starlette.responses import Response
 
@@ -193,7 +194,7 @@ async def _answer(request, ctx):
     if by_accept:
         headers["Content-Location"] = _location(request, rest, fmt, params)
     if fmt == "raw":
-        return await _raw(request, ctx, cid, headers)
+        return await _raw(request, ctx, cid, headers, size)
     return await _car(request, ctx, cid, segments, params, headers)
 
 
@@ -245,7 +246,12 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None | str:
     return start, min(stop, size)
 
 
-async def _raw(request, ctx, cid, headers):
+#: Blocks up to this size are read on the event loop (one small read from the page cache costs less than
+#: the two thread hand-offs it would otherwise take; tests/benchmarks/bench_server.py); larger ones in a thread.
+INLINE_READ_BYTES = 64 * 1024
+
+
+async def _raw(request, ctx, cid, headers, size):
     from starlette.responses import Response
 
     etag = f'"{cid}.raw"'
@@ -253,7 +259,10 @@ async def _raw(request, ctx, cid, headers):
     cached = _not_modified(request, etag, headers)
     if cached is not None:
         return cached
-    data = await asyncio.to_thread(_read_block, ctx.store, cid)
+    if size is not None and size <= INLINE_READ_BYTES:
+        data = _read_block(ctx.store, cid)
+    else:
+        data = await asyncio.to_thread(_read_block, ctx.store, cid)
     status = 200
     want = _byte_range(request.headers.get("range"), len(data))
     if_range = request.headers.get("if-range")

@@ -411,9 +411,24 @@ class Index:
         return self._write(run)
 
     def result_state(self) -> tuple[int, int]:
-        """``(row count, largest rowid)`` of the results table: changes whenever a row is added or replaced."""
-        rows = self._read("results", "SELECT count(*), coalesce(max(rowid), 0) FROM results")
-        return tuple(rows[0]) if rows else (0, 0)
+        """``(row count, largest rowid)`` of the results table: changes whenever a row is added or replaced.
+
+        Counted again only when the database changed since this thread last asked (SQLite's
+        ``data_version``), so asking often (every leaderboard request) costs one pragma, not a scan.
+        """
+        conn = self._readable("results")
+        if conn is None:
+            return (0, 0)
+        try:
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            local = self._local
+            if getattr(local, "state_at", None) == (id(conn), version):
+                return local.state
+            row = conn.execute("SELECT count(*), coalesce(max(rowid), 0) FROM results").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the index {self.path}: {exc}", INDEX_HINT) from None
+        local.state_at, local.state = (id(conn), version), tuple(row)
+        return local.state
 
     def query_results(self, **filters: Any) -> list[dict[str, Any]]:
         """Indexed results matching every filter, as their ``info`` dicts plus ``"cid"``.
