@@ -270,3 +270,64 @@ def test_server_client_bounds_reply_size_and_total_time():
     c.results()  # within the deadline
     with pytest.raises(GreenbenchError, match="gave up after 0.5 s"):
         c.results()
+
+
+def test_the_pure_python_parser_gets_the_same_guards(tmp_path, monkeypatch):
+    """Without httptools, uvicorn's h11 protocol carries the header timeout and connection limit."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_httptools(name, *args, **kwargs):
+        if name.startswith("uvicorn.protocols.http.httptools_impl"):
+            raise ImportError("no httptools here")
+        return real_import(name, *args, **kwargs)
+
+    lines = []
+    app = create_app(ServerConfig(store=LocalStore(tmp_path / "s"), header_timeout_s=0.5, log=lines.append))
+    monkeypatch.setattr(builtins, "__import__", no_httptools)
+    srv = BackgroundServer(app)  # the protocol class is chosen here
+    monkeypatch.undo()
+    assert [c.__name__ for c in srv._config.http.__mro__][1] == "H11Protocol"
+    with srv:
+        s = _connect(srv.port)
+        s.sendall(b"GET /ipfs/bafkqaaa?format=raw HTTP/1.1\r\n")
+        assert (_closed_within(s, 5) or b"").startswith(b"HTTP/1.1 408")
+        r = httpx.get(f"{srv.url}/ipfs/bafkqaaa?format=raw")
+        assert r.status_code == 200 and r.content == b""
+    assert any("no complete request headers" in line for line in lines)
+
+
+def test_corked_writes_leave_in_one_send():
+    import asyncio
+
+    from greenbench.server.runner import _Corked
+
+    class Transport:
+        def __init__(self):
+            self.writes = []
+
+        def write(self, data):
+            self.writes.append(bytes(data))
+
+        def is_closing(self):
+            return False
+
+        def close(self):
+            self.writes.append(b"<close>")
+
+    async def main():
+        t = Transport()
+        corked = _Corked(t, asyncio.get_running_loop())
+        corked.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        corked.write(b"body")
+        assert t.writes == []  # nothing sent in the middle of a step
+        await asyncio.sleep(0)
+        assert t.writes == [b"HTTP/1.1 200 OK\r\n\r\nbody"]
+        corked.write(b"x" * (64 * 1024))  # large: at once
+        assert t.writes[-1] == b"x" * (64 * 1024)
+        corked.write(b"tail")
+        corked.close()  # flushed before the close
+        assert t.writes[-2:] == [b"tail", b"<close>"]
+
+    asyncio.run(main())
