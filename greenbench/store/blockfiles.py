@@ -12,7 +12,6 @@ Terms:
 
 from __future__ import annotations
 
-import base64
 import errno
 import mmap
 import os
@@ -30,6 +29,20 @@ O_DIRECT = getattr(os, "O_DIRECT", 0)
 #: O_DIRECT wants sizes (and buffers) aligned to the logical block size; 4 KiB covers all.
 DIRECT_ALIGN = 4096
 _DIRECT_MIN = 256 * 1024  # below this the page cache is as fast, and small blocks are common
+
+
+_B32_PAIRS = [a + b for a in "abcdefghijklmnopqrstuvwxyz234567" for b in "abcdefghijklmnopqrstuvwxyz234567"]
+
+
+def _b32(data: bytes) -> str:
+    """Unpadded lower-case RFC 4648 base32 (as :func:`greenbench.store.multiformats.b32encode`), 10 bits
+    per table lookup: a block file's name is computed for every leaf a write looks up."""
+    padded = data + bytes(-len(data) % 5)
+    out = []
+    for i in range(0, len(padded), 5):
+        c = int.from_bytes(padded[i : i + 5], "big")
+        out.append(_B32_PAIRS[c >> 30] + _B32_PAIRS[(c >> 20) & 0x3FF] + _B32_PAIRS[(c >> 10) & 0x3FF] + _B32_PAIRS[c & 0x3FF])
+    return "".join(out)[: (len(data) * 8 + 4) // 5]
 
 
 class BlockNotFoundError(StoreError):
@@ -93,8 +106,8 @@ class BlockFiles:
 
     def _where(self, mh: bytes) -> str:
         # plain strings: this runs for every leaf of every stored file (tests/benchmarks/bench_store.py)
-        key = base64.b32encode(mh).decode("ascii").rstrip("=").lower()
-        return os.path.join(self._dir, key[-3:-1], key)
+        key = _b32(mh)
+        return self._dir + os.sep + key[-3:-1] + os.sep + key
 
     def path(self, mh: bytes) -> Path:
         """Where the block with multihash ``mh`` lives (whether or not it is there)."""

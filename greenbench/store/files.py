@@ -5,9 +5,9 @@ Terms:
         block; the File nodes above the leaves follow Kubo's balanced layout (:mod:`.unixfs`), so
         ``store put`` gives the CID ``ipfs add --cid-version=1`` gives.
     slot: 1 MiB of a ring buffer (four leaves). Worker threads read and hash whole slots in parallel
-        (hashlib releases the GIL), the calling thread writes the hashed leaves in order into the
-        file's pack, up to :data:`_WRITE_RUN` slots in one call, and builds the File nodes as leaves
-        arrive. One sequential writer measured faster than a writer in every worker, and fewer, larger
+        (hashlib releases the GIL), the calling thread looks up which leaves are stored already (one
+        index query for up to :data:`_WRITE_RUN` slots), writes the new ones in order into the file's
+        pack, up to :data:`_WRITE_RUN` slots in one call, and builds the File nodes as leaves arrive. One sequential writer measured faster than a writer in every worker, and fewer, larger
         writes faster again, on a disk whose writes wait on the CPUs the hashing keeps busy
         (tests/benchmarks/bench_store.py). Memory stays at the ring's size whatever the file size.
     chunked file (old): greenbench before UnixFS stored files over 1 MiB under a dag-json root
@@ -122,17 +122,16 @@ def _put_slots(
         at = (index % slots) * SLOT_SIZE
         return view[at : at + SLOT_SIZE]
 
-    def hash_slot(index: int, job: Any) -> list[tuple[CID, int, bool]]:
+    def hash_slot(index: int, job: Any) -> list[tuple[CID, int]]:
+        # Only C calls that release the GIL (a read, four hashes) and little Python: with workers that
+        # also looked blocks up (index queries, stats, each a GIL hand-off) they waited on one another
+        # and on the writer far more (tests/benchmarks/bench_store.py).
         buf = slot(index)
         n = load(job, buf)
-        cids, sizes = [], []
-        for at in range(0, n, LEAF_SIZE):
-            leaf = buf[at : min(n, at + LEAF_SIZE)]
-            cids.append(CID(1, RAW, SHA2_256, hashlib.sha256(leaf).digest()))
-            sizes.append(len(leaf))
-        # looked up here, in parallel, with one index query per slot
-        present = store._present_many([(c.multihash, size) for c, size in zip(cids, sizes)])
-        return list(zip(cids, sizes, present))
+        return [
+            (CID(1, RAW, SHA2_256, hashlib.sha256(buf[at : min(n, at + LEAF_SIZE)]).digest()), min(n, at + LEAF_SIZE) - at)
+            for at in range(0, n, LEAF_SIZE)
+        ]
 
     run: list[tuple[int, bytes, int]] = []  # (leaf number, multihash, length) of leaves back to back in the ring
 
@@ -158,18 +157,21 @@ def _put_slots(
                 if not inflight:
                     break
                 # The oldest slot (waiting for it), then the ones after it that are already hashed.
-                taken = 0
-                while inflight and taken < _WRITE_RUN:
+                group: list[tuple[int, list[tuple[CID, int]]]] = []
+                while inflight and len(group) < _WRITE_RUN:
                     index, future = inflight[0]
-                    if taken and (not future.done() or index % slots == 0):  # not ready, or the ring wraps
+                    if group and (not future.done() or index % slots == 0):  # not ready, or the ring wraps
                         break
                     inflight.popleft()
-                    taken += 1
-                    for k, (cid, n, present) in enumerate(future.result()):
+                    group.append((index, future.result()))
+                # which of the group's leaves are stored already: one index query for all of them
+                present = iter(store._present_many([(c.multihash, n) for _, leaves in group for c, n in leaves]))
+                for index, leaves in group:
+                    for k, (cid, n) in enumerate(leaves):
                         nodes.extend(builder.add_leaf(cid, n))
                         total += n
                         mh = cid.multihash
-                        if present or mh in seen:
+                        if next(present) or mh in seen:
                             write(pack)  # a hole in the pack: the run stops here
                         else:
                             run.append((index * _LEAVES_PER_SLOT + k, mh, n))

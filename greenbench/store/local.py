@@ -253,13 +253,11 @@ class LocalStore:
         return self._present_many([(mh, size)])[0]
 
     def _present_many(self, blocks: list[tuple[bytes, int]]) -> list[bool]:
-        """:meth:`_present` of several blocks with one index query."""
-        out = [self.blockfiles.size(mh) == size for mh, size in blocks]
-        rest = [mh for (mh, _), found in zip(blocks, out) if not found]
-        if rest:
-            rows = self._packed_many(rest)
-            out = [found or (mh in rows and rows[mh][2] == size) for (mh, size), found in zip(blocks, out)]
-        return out
+        """:meth:`_present` of several blocks: one index query, then a stat for each block not packed."""
+        rows = self._packed_many([mh for mh, _ in blocks])
+        return [
+            (mh in rows and rows[mh][2] == size) or self.blockfiles.size(mh) == size for mh, size in blocks
+        ]
 
     def _copies(self, mh: bytes) -> Iterator[tuple[bytes | None, str, str | None]]:
         """The stored copies of a block: ``(bytes or None when its pack is gone, where, pack name)``, the
