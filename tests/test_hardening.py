@@ -143,3 +143,13 @@ def test_serve_refuses_open_writes_beyond_loopback(tmp_path):
     res = CliRunner().invoke(app, ["serve", "--host", "0.0.0.0", "--port", "0", "--store", str(tmp_path / "s")])
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert "--open-writes" in res.output
+
+
+def test_serve_refuses_malformed_origins_and_urls(tmp_path):
+    from typer.testing import CliRunner
+
+    from greenbench.cli import app
+
+    for opt in (["--cors-origin", "lab.example"], ["--public-url", "ftp://x"]):
+        r = CliRunner().invoke(app, ["serve", "--store", str(tmp_path / "s"), *opt])
+        assert r.exit_code == 2 and "not an http(s) URL" in " ".join(r.stderr.split()), r.stderr

@@ -206,6 +206,15 @@ def test_head_sends_the_content_length_of_get(gw, big_file):
         assert h.headers["etag"] == g.headers["etag"] and h.headers["content-type"] == g.headers["content-type"]
 
 
+def test_head_of_a_dag_with_a_missing_block_sends_no_length(gw):
+    present = gw.store.put_block(b"here")
+    node = gw.store.put_block(dagjson.encode({"a": present, "b": cid_for(b"never stored")}), "dag-json")
+    h = gw.head(f"/ipfs/{node}?format=car")
+    assert h.status_code == 200 and "content-length" not in h.headers
+    got = gw.get(f"/ipfs/{node}?format=car&dag-scope=block")  # the root alone is all there
+    assert got.status_code == 200 and [c for c, _ in blocks_of(got)] == [node]
+
+
 def test_if_none_match_gives_304_for_raw_and_car(gw, big_file):
     root, _, _ = big_file
     for url in (f"/ipfs/{root}?format=raw", f"/ipfs/{root}?format=car", f"/ipfs/{root}?format=car&dag-scope=block"):
@@ -269,3 +278,25 @@ def test_a_damaged_leaf_stops_the_car_short(tmp_path):
             with pytest.raises(httpx.RemoteProtocolError):
                 c.get(f"{srv.url}/ipfs/{root}?format=car")
     assert any("stopped short" in line for line in lines)
+
+
+def test_a_missing_child_ends_the_car_short_after_what_is_there(tmp_path):
+    """Only a missing root is a 404; a CAR whose DAG lacks a block stops there (the spec's streaming rules)."""
+    import httpx
+
+    from greenbench.server.runner import BackgroundServer
+
+    store = LocalStore(tmp_path / "store")
+    present = store.put_block(b"here")
+    absent = cid_for(dagjson.encode({"gone": 1}), "dag-json")
+    node = store.put_block(dagjson.encode({"a": present, "b": absent, "c": present}), "dag-json")
+    with BackgroundServer(create_app(ServerConfig(store=store))) as srv:
+        with httpx.Client() as c:
+            got = bytearray()
+            with pytest.raises(httpx.RemoteProtocolError):
+                with c.stream("GET", f"{srv.url}/ipfs/{node}?format=car") as r:
+                    assert r.status_code == 200
+                    for chunk in r.iter_raw():
+                        got += chunk
+    roots, blocks = read_car(io.BytesIO(bytes(got)))
+    assert [c for c, _ in blocks] == [node, present]  # up to the missing block, nothing after it

@@ -286,6 +286,7 @@ async def _car(request, ctx, cid, segments, params, headers):
     from greenbench.store import dag
     from greenbench.store.car import car_parts
     from greenbench.store.cid import IDENTITY
+    from greenbench.store.local import BlockNotFoundError
 
     q = request.query_params
     scope = q.get("dag-scope", "all")
@@ -320,9 +321,10 @@ async def _car(request, ctx, cid, segments, params, headers):
             raise HTTPError(404, exc.message, exc.hint) from None
         except VerificationError:
             raise HTTPError(500, f"a block under {cid} failed verification and is not served") from None
+        except BlockNotFoundError as exc:  # a block on the path
+            raise HTTPError(404, f"cannot resolve the path: {exc.message}") from None
         except GreenbenchError as exc:
-            status = 404 if "not in the store" in exc.message else 500
-            raise HTTPError(status, f"cannot serve {cid}: {exc.message}") from None
+            raise HTTPError(500, f"cannot serve {cid}: {exc.message}") from None
         sizes = [store.block_size(c) for c in blocks]
         return blocks, roots, sizes
 
@@ -339,7 +341,10 @@ async def _car(request, ctx, cid, segments, params, headers):
             total += len(_varint(n)) + n
         headers["Content-Length"] = str(total)
     if request.method == "HEAD":
-        return Response(status_code=200, headers=headers, media_type=media)
+        head = Response(status_code=200, headers=headers, media_type=media)
+        if "Content-Length" not in headers:
+            del head.headers["content-length"]  # a block is missing: GET streams without a length, HEAD says none
+        return head
 
     log = ctx.config.log
 

@@ -7,7 +7,8 @@ Terms (https://docs.ipfs.tech/reference/kubo/rpc/):
     error: ``{"Message": ..., "Code": 0|1, "Type": "error"}``, HTTP 400 with Code 1 for a bad request
         (missing or malformed argument), HTTP 500 with Code 0 for a failure (a block this node does not
         have, a CAR that does not verify).
-    commands: ``version``, ``id``, ``block/get``, ``block/stat``, ``block/put`` (one block per file part),
+    commands: ``version``, ``id``, ``block/get``, ``block/stat``, ``block/put`` (one block per file part;
+        ``pin=true`` pins the block itself, as the blocks it links to may not be here),
         ``dag/import`` (one or more CAR parts in one request; ``pin-roots`` defaults to true; ``stats``),
         ``dag/export``, ``pin/add``, ``pin/ls``, ``pin/rm``. Writes (``block/put``, ``dag/import``,
         ``pin/add``, ``pin/rm``) need the server's bearer token when it has one.

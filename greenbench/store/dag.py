@@ -25,6 +25,7 @@ from typing import Callable, Iterable, Iterator
 
 from greenbench.errors import StoreError
 from greenbench.store import dagcbor, dagjson, dagpb, unixfs
+from greenbench.store.blockfiles import BlockNotFoundError
 from greenbench.store.cid import DAG_CBOR, DAG_JSON, DAG_PB, IDENTITY, RAW, CID
 from greenbench.store.imports import links
 
@@ -136,7 +137,7 @@ def _entity(get: Get, cid: CID, entity_bytes: tuple[int, int | None] | None) -> 
             start, stop = _byte_window(unixfs.file_size(cid, data), *entity_bytes)
             if start >= stop:
                 return [cid]  # an empty range: as dag-scope=block
-        return unixfs.file_blocks(get, cid, start, stop)
+        return unixfs.file_blocks(get, cid, start, stop, missing_ok=True)
     if kind == "hamt":
         return _hamt_shards(get, cid)
     return [cid]
@@ -184,7 +185,9 @@ def select(
 
 
 def _walk_cids(get: Get, root: CID, dups: bool) -> Iterator[CID]:
-    """CIDs reachable from ``root`` depth first; raw blocks are not read (they have no links)."""
+    """CIDs reachable from ``root`` depth first; raw blocks are not read (they have no links). A block
+    that is not there is named, and not gone into: a CAR stops short there, as the spec's streaming
+    rules want (only a missing root is a 404)."""
     seen: set[bytes] = set()
     stack = [root]
     while stack:
@@ -197,4 +200,8 @@ def _walk_cids(get: Get, root: CID, dups: bool) -> Iterator[CID]:
             seen.add(cid.multihash)
         yield cid
         if cid.codec != RAW:
-            stack.extend(reversed(links(cid, get(cid))))
+            try:
+                data = get(cid)
+            except BlockNotFoundError:
+                continue
+            stack.extend(reversed(links(cid, data)))

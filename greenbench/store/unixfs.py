@@ -34,6 +34,7 @@ from typing import Callable, Iterable, Iterator
 from greenbench.errors import StoreError, VerificationError
 from greenbench.store import dagpb
 from greenbench.store import multiformats as mf
+from greenbench.store.blockfiles import BlockNotFoundError
 from greenbench.store.cid import DAG_PB, IDENTITY, RAW, SHA2_256, CID
 
 __all__ = [
@@ -370,13 +371,22 @@ def _iter_range(get: Get, cid: CID, block: bytes, start: int, end: int | None, e
         yield from _iter_range(get, link.hash, get(link.hash), max(0, start - lo), stop - lo, child_size)
 
 
-def file_blocks(get: Get, cid: CID, start: int = 0, end: int | None = None) -> Iterator[CID]:
+def file_blocks(
+    get: Get, cid: CID, start: int = 0, end: int | None = None, missing_ok: bool = False
+) -> Iterator[CID]:
     """The CIDs of the blocks needed to read bytes ``start:end`` of the file at ``cid``, depth first
-    (the root first). Only dag-pb nodes are read; raw leaves are named, not read."""
+    (the root first). Only dag-pb nodes are read; raw leaves are named, not read. With ``missing_ok`` a
+    node that is not there is named (whoever reads it finds it missing) and not gone into."""
     yield cid
     if cid.codec == RAW:
         return
-    node, d = _file_node(cid, get(cid))
+    try:
+        block = get(cid)
+    except BlockNotFoundError:
+        if missing_ok:
+            return
+        raise
+    node, d = _file_node(cid, block)
     offset = len(d.data or b"")
     for link, child_size in zip(node.links, d.blocksizes):
         lo, hi = offset, offset + child_size
@@ -388,7 +398,7 @@ def file_blocks(get: Get, cid: CID, start: int = 0, end: int | None = None) -> I
         if link.hash.codec == RAW or link.hash.hash_code == IDENTITY:
             yield link.hash
         else:
-            yield from file_blocks(get, link.hash, max(0, start - lo), None if end is None else end - lo)
+            yield from file_blocks(get, link.hash, max(0, start - lo), None if end is None else end - lo, missing_ok)
 
 
 def list_directory(get: Get, cid: CID, block: bytes | None = None) -> Iterator[tuple[str, CID, list[CID]]]:
