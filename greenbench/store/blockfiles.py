@@ -45,6 +45,16 @@ def _b32(data: bytes) -> str:
     return "".join(out)[: (len(data) * 8 + 4) // 5]
 
 
+_B32_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
+
+
+def shard_of(mh: bytes) -> str:
+    """The shard directory name of a block file: the two base32 characters before the key's last,
+    computed without encoding the whole key."""
+    t = int.from_bytes(mh, "big") << (-8 * len(mh) % 5)
+    return _B32_ALPHABET[(t >> 10) & 31] + _B32_ALPHABET[(t >> 5) & 31]
+
+
 class BlockNotFoundError(StoreError):
     """The store has no block for this CID (exit 2; the HTTP server maps it to 404)."""
 
@@ -144,6 +154,13 @@ class BlockFiles:
             path.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, path)
         fsync_path(path.parent)
+
+    def shards(self) -> set[str]:
+        """The shard directories that exist now (a block whose shard is not among them has no file)."""
+        try:
+            return set(os.listdir(self._dir))
+        except OSError:
+            return set()
 
     def remove(self, mh: bytes) -> bool:
         """Delete the block file for ``mh``; True if there was one."""

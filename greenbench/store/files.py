@@ -114,6 +114,7 @@ def _put_slots(
     ring = mmap.mmap(-1, slots * SLOT_SIZE)
     view = memoryview(ring)
     builder = unixfs.FileBuilder(unixfs.MAX_LINKS)
+    shards = store.blockfiles.shards()  # leaves whose shard has no directory need no stat
     nodes: list[tuple[CID, bytes]] = []
     seen: set[bytes] = set()
     total = 0
@@ -165,7 +166,7 @@ def _put_slots(
                     inflight.popleft()
                     group.append((index, future.result()))
                 # which of the group's leaves are stored already: one index query for all of them
-                present = iter(store._present_many([(c.multihash, n) for _, leaves in group for c, n in leaves]))
+                present = iter(store._present_many([(c.multihash, n) for _, leaves in group for c, n in leaves], shards))
                 for index, leaves in group:
                     for k, (cid, n) in enumerate(leaves):
                         nodes.extend(builder.add_leaf(cid, n))

@@ -52,7 +52,7 @@ from greenbench.store import files as _files
 from greenbench.store import imports as _imports
 from greenbench.store import maintenance
 from greenbench.store import multiformats as mf
-from greenbench.store.blockfiles import BlockFiles, BlockNotFoundError, fsync_path, os_error
+from greenbench.store.blockfiles import BlockFiles, BlockNotFoundError, fsync_path, os_error, shard_of
 from greenbench.store.car import write_car
 from greenbench.store.cid import IDENTITY, CID, cid_for
 from greenbench.store.imports import IMPORT_BLOCK_LIMIT, ImportResult
@@ -252,11 +252,15 @@ class LocalStore:
         """True when the block is stored (a file or a packed row of that size); not re-hashed."""
         return self._present_many([(mh, size)])[0]
 
-    def _present_many(self, blocks: list[tuple[bytes, int]]) -> list[bool]:
-        """:meth:`_present` of several blocks: one index query, then a stat for each block not packed."""
+    def _present_many(self, blocks: list[tuple[bytes, int]], shards: set[str] | None = None) -> list[bool]:
+        """:meth:`_present` of several blocks: one index query, then a stat for each block not packed
+        (skipped when ``shards``, the shard directories that existed when a write began, lacks its shard:
+        a block file made meanwhile is then stored a second time in the pack, which costs space only)."""
         rows = self._packed_many([mh for mh, _ in blocks])
         return [
-            (mh in rows and rows[mh][2] == size) or self.blockfiles.size(mh) == size for mh, size in blocks
+            (mh in rows and rows[mh][2] == size)
+            or ((shards is None or shard_of(mh) in shards) and self.blockfiles.size(mh) == size)
+            for mh, size in blocks
         ]
 
     def _copies(self, mh: bytes) -> Iterator[tuple[bytes | None, str, str | None]]:
