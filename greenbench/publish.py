@@ -7,9 +7,9 @@ Terms:
         and IPFS compute the same one, and anyone holding the block can verify both the CID and the
         signature.
     destination: ``--to`` absent: the local store only. ``http(s)://host:port``: a greenbench server
-        (``POST /api/v1/results``), unless the URL answers the Kubo ``/api/v0/version`` probe.
-        ``kubo+http(s)://host:port``: a Kubo RPC endpoint (``dag/import`` of a one-block CAR, then
-        ``pin/add``).
+        (``POST /api/v1/results``), unless the URL answers the Kubo ``/api/v0/version`` probe like Kubo
+        (a greenbench server answers it too, naming itself). ``kubo+http(s)://host:port``: a Kubo RPC
+        endpoint, Kubo or a greenbench server (``dag/import`` of a one-block CAR, then ``pin/add``).
 
 The envelope is always verified before it leaves the machine and is always kept in the local store
 too, so ``publish`` prints a CID that ``greenbench store get`` can answer.
@@ -37,7 +37,14 @@ __all__ = [
     "destination_kind",
     "publish_file",
     "load_verified_results",
+    "verify_entries",
+    "result_index_entry",
+    "reindex_store",
+    "RESULT_BLOCK_PREFIX",
 ]
+
+#: Every envelope block starts with these bytes (canonical DAG-JSON sorts "payload" first).
+RESULT_BLOCK_PREFIX = b'{"payload":"'
 
 
 @dataclass
@@ -195,9 +202,15 @@ def destination_kind(url: str, *, transport: Any = None, timeout_s: float = 10.0
             f"--to {url!r}: unsupported URL",
             "use http://HOST:PORT (a greenbench server) or kubo+http://HOST:5001 (a Kubo RPC endpoint)",
         )
-    from greenbench.store.kubo import KuboClient
+    from greenbench.store.kubo import KuboClient, KuboError
 
-    return "kubo" if KuboClient(url, timeout_s=timeout_s, transport=transport).is_kubo() else "server"
+    try:
+        doc = KuboClient(url, timeout_s=timeout_s, transport=transport).version()
+    except KuboError:
+        return "server"
+    # A greenbench server answers the Kubo probe too (it speaks a Kubo RPC subset), but says what it is:
+    # results go to its results API, which verifies and indexes them.
+    return "server" if "Greenbench" in doc else "kubo"
 
 
 def push_to_server(url: str, env: dict, cid, *, token: str | None = None, transport: Any = None) -> dict:
@@ -349,3 +362,40 @@ def load_verified_results(store, trust: set[str] | None = None, **filters: Any) 
         ``greenbench.leaderboard.build_rows`` takes); skipped are ``{"cid", "reason"}``.
     """
     return verify_entries(store.query_results(**filters), store.get_block, trust)
+
+
+def result_index_entry(block: bytes):
+    """``(cid, index info)`` when ``block`` is a stored result envelope whose signature verifies, else None.
+
+    Used by ``greenbench store reindex`` to rebuild a lost result index from the blocks themselves: only a
+    block that is the canonical envelope block of a verified result (so its CID is the result's CID
+    everywhere) is indexed.
+
+    Raises:
+        StoreError: an envelope that does not verify (the caller reports it as skipped).
+    """
+    from greenbench import signing
+    from greenbench.errors import StoreError
+    from greenbench.store import dagjson
+
+    if not block.startswith(RESULT_BLOCK_PREFIX):
+        return None
+    try:
+        env = dagjson.decode(block)
+    except StoreError:
+        return None
+    if not signing.is_envelope(env):
+        return None
+    try:
+        verified = signing.verify_envelope(env)
+    except GreenbenchError as exc:
+        raise StoreError(f"a stored envelope does not verify: {exc.message}") from None
+    cid, canonical = envelope_block(env)
+    if canonical != bytes(block):
+        return None
+    return cid, index_info(verified)
+
+
+def reindex_store(store):
+    """Rebuild ``store``'s packed-block rows and its result index from what it holds (``store reindex``)."""
+    return store.reindex(result_index_entry, RESULT_BLOCK_PREFIX)

@@ -116,7 +116,7 @@ def test_leaderboard_from_a_non_greenbench_url_is_exit_2(tmp_path):
     from starlette.responses import HTMLResponse
     from starlette.routing import Route
 
-    from greenbench.store.http import BackgroundServer
+    from greenbench.server.runner import BackgroundServer
 
     async def page(request):
         return HTMLResponse("<html>not an API</html>")
@@ -130,7 +130,7 @@ def test_leaderboard_from_a_non_greenbench_url_is_exit_2(tmp_path):
 def test_server_rejects_signed_garbage_with_4xx(tmp_path, key):
     from starlette.testclient import TestClient
 
-    from greenbench.store.http import ServerConfig, create_app
+    from greenbench.server.app import ServerConfig, create_app
 
     client = TestClient(create_app(ServerConfig(store_dir=tmp_path / "s")))
     for payload in (b'{"n": 1' + b"0" * 400 + b"}", b"[" * 50_000 + b"]" * 50_000):
@@ -143,3 +143,13 @@ def test_serve_refuses_open_writes_beyond_loopback(tmp_path):
     res = CliRunner().invoke(app, ["serve", "--host", "0.0.0.0", "--port", "0", "--store", str(tmp_path / "s")])
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert "--open-writes" in res.output
+
+
+def test_serve_refuses_malformed_origins_and_urls(tmp_path):
+    from typer.testing import CliRunner
+
+    from greenbench.cli import app
+
+    for opt in (["--cors-origin", "lab.example"], ["--public-url", "ftp://x"]):
+        r = CliRunner().invoke(app, ["serve", "--store", str(tmp_path / "s"), *opt])
+        assert r.exit_code == 2 and "not an http(s) URL" in " ".join(r.stderr.split()), r.stderr

@@ -21,7 +21,7 @@ import pytest
 from greenbench.errors import GreenbenchError
 from greenbench.store.car import write_car
 from greenbench.store.cid import CID, cid_for
-from greenbench.store.http import BackgroundServer
+from greenbench.server.runner import BackgroundServer
 from greenbench.store.kubo import KuboClient, KuboError, kubo_base_url
 
 

@@ -66,7 +66,8 @@ def test_cli_ranks_published_results(tmp_path):
 
 
 def test_cli_reads_a_server_and_verifies_locally(tmp_path):
-    from greenbench.store.http import BackgroundServer, ServerConfig, create_app
+    from greenbench.server.app import ServerConfig, create_app
+    from greenbench.server.runner import BackgroundServer
 
     runner = CliRunner()
     server_store = tmp_path / "server-store"

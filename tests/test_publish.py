@@ -20,7 +20,8 @@ from greenbench import publish, signing
 from greenbench.cli import app
 from greenbench.store import dagjson
 from greenbench.store.cid import CID
-from greenbench.store.http import BackgroundServer, ServerConfig, create_app
+from greenbench.server.app import ServerConfig, create_app
+from greenbench.server.runner import BackgroundServer
 from greenbench.store.local import LocalStore
 from test_kubo import FakeKubo, free_port
 
@@ -257,8 +258,15 @@ def test_serve_subprocess_end_to_end(env):
         assert r.status_code == 401
         r = httpx.post(base + "/api/v1/results", json=envelope, headers={"Authorization": "Bearer tok"})
         assert r.status_code == 201
+        urls = [proc.stderr.readline() for _ in range(4)]
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
-    assert "Traceback" not in proc.stderr.read()
+    rest = proc.stderr.read()
+    assert "Traceback" not in rest
     assert LocalStore(env / "st").has(CID.decode(r.json()["cid"]))
+    # the start-up lines name the page and the APIs; then one access-log line per request
+    assert [u.split()[0] for u in urls] == ["leaderboard", "trustless", "results", "Kubo"]
+    assert f"{base}/leaderboard" in urls[0] and f"{base}/api/v0/" in urls[3]
+    assert '"GET /ipfs/bafkqaaa?format=raw HTTP/1.1" 200 0' in rest
+    assert rest.count('"POST /api/v1/results HTTP/1.1"') == 2

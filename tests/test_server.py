@@ -16,7 +16,9 @@ from greenbench.publish import envelope_block
 from greenbench.store import dagjson
 from greenbench.store.car import read_car, write_car
 from greenbench.store.cid import CID, cid_for
-from greenbench.store.http import IMMUTABLE, BackgroundServer, ServerConfig, create_app
+from greenbench.server.app import ServerConfig, create_app
+from greenbench.server.common import IMMUTABLE
+from greenbench.server.runner import BackgroundServer
 from greenbench.store.local import LocalStore
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from greenbench.store.http import MultipartError, parse_multipart_file
+from greenbench.server.common import MultipartError, parse_multipart_file
 
 
 def _encode(data: bytes, filename: str = "file.car") -> tuple[bytes, str]:

@@ -1,4 +1,4 @@
-"""LocalStore: blocks, chunked files, verification on read, CAR import/export, index, concurrency, crashes."""
+"""LocalStore: blocks, UnixFS files in packs, verification on read, CAR import/export, index, concurrency, crashes."""
 
 from __future__ import annotations
 
@@ -14,13 +14,12 @@ from pathlib import Path
 import pytest
 
 from greenbench.errors import StoreError, VerificationError
-from greenbench.store import dagjson
+from greenbench.store import dagjson, dagpb, unixfs
 from greenbench.store.car import write_car
 from greenbench.store.cid import cid_for
 from greenbench.store.local import (
     BLOCK_LIMIT,
     CHUNK_SIZE,
-    CHUNKED_FILE_KIND,
     BlockNotFoundError,
     LocalStore,
     open_store,
@@ -32,6 +31,16 @@ BASIC = Path(__file__).parent / "data" / "ipld-car-spec" / "carv1-basic.car"
 @pytest.fixture
 def store(tmp_path):
     return LocalStore(tmp_path / "store")
+
+
+def _leaves(st: LocalStore, root) -> list:
+    """The raw leaves of a stored UnixFS file, in order."""
+    return [c for c in unixfs.file_blocks(st.get_block, root) if c.codec_name == "raw"]
+
+
+def _drop_index(root: Path) -> None:
+    for name in ("index.sqlite", "index.sqlite-wal", "index.sqlite-shm"):
+        (root / name).unlink(missing_ok=True)
 
 
 def _all_blocks_verify(st: LocalStore) -> int:
@@ -81,10 +90,13 @@ def test_corrupted_block_is_never_served(store):
     cid = store.put_block(b"precious bytes")
     path = store.block_path(cid)
     path.write_bytes(b"precious bytez")
-    with pytest.raises(VerificationError, match="corrupted"):
-        store.get_block(cid)
+    for _ in range(3):  # every time: a read never changes the store
+        with pytest.raises(VerificationError, match="damaged.*no longer match"):
+            store.get_block(cid)
     with pytest.raises(VerificationError):
         list(store.cat(cid))
+    assert store.put_block(b"precious bytes") == cid  # storing it again replaces the damaged copy
+    assert store.get_block(cid) == b"precious bytes"
 
 
 def test_block_paths_stay_inside_the_store(store):
@@ -97,29 +109,62 @@ def test_block_paths_stay_inside_the_store(store):
     assert store.block_path(cid).resolve().is_relative_to((store.root / "blocks").resolve())
 
 
-@pytest.mark.parametrize("size", [0, 1, CHUNK_SIZE, CHUNK_SIZE + 1, 3 * CHUNK_SIZE + 17])
+@pytest.mark.parametrize("size", [0, 1, CHUNK_SIZE, CHUNK_SIZE + 1, 3 * CHUNK_SIZE + 17, 9 * CHUNK_SIZE])
 def test_put_file_and_cat(store, tmp_path, size):
     data = os.urandom(size)
     path = tmp_path / "f.bin"
     path.write_bytes(data)
     cid = store.put_file(path)
+    assert cid == unixfs.build_file(data)[0]  # the CID `ipfs add --cid-version=1` gives
     if size <= CHUNK_SIZE:
         assert cid == cid_for(data)
     else:
-        root = dagjson.decode(store.get_block(cid))
-        assert root["kind"] == CHUNKED_FILE_KIND and root["size"] == size and root["chunk_size"] == CHUNK_SIZE
-        assert len(root["chunks"]) == -(-size // CHUNK_SIZE)
-        assert root["chunks"][0] == cid_for(data[:CHUNK_SIZE])
+        node = dagpb.decode(store.get_block(cid))
+        assert cid.codec_name == "dag-pb" and unixfs.decode_data(node.data).filesize == size
+        assert _leaves(store, cid) == [cid_for(data[i : i + CHUNK_SIZE]) for i in range(0, size, CHUNK_SIZE)]
     assert b"".join(store.cat(cid)) == data
     assert b"".join(store.cat(cid, precheck=True)) == data
     assert store.put_file(io.BytesIO(data)) == cid  # streams give the same CID
+
+
+def test_deep_file_dag_round_trips(store, tmp_path, monkeypatch):
+    """Several levels of File nodes (174 links per node need 30,277 leaves for three levels; 3 need 10)."""
+    monkeypatch.setattr(unixfs, "MAX_LINKS", 3)
+    data = os.urandom(10 * CHUNK_SIZE + 5)
+    root = store.put_file(io.BytesIO(data))
+    assert root == unixfs.build_file(data, max_links=3)[0]
+    assert b"".join(store.cat(root, precheck=True)) == data
+    assert b"".join(unixfs.iter_file(store.get_block, root, 3 * CHUNK_SIZE - 2, 7 * CHUNK_SIZE + 1)) == data[
+        3 * CHUNK_SIZE - 2 : 7 * CHUNK_SIZE + 1
+    ]
+
+
+def test_file_of_more_than_174_leaves_matches_the_in_memory_builder(store, tmp_path):
+    data = os.urandom(175 * CHUNK_SIZE + 1)  # two levels of File nodes, as Kubo builds them
+    (tmp_path / "f").write_bytes(data)
+    root = store.put_file(tmp_path / "f")
+    assert root == unixfs.build_file(data)[0]
+    assert [len(dagpb.decode(store.get_block(root)).links)] == [2]
+    assert b"".join(store.cat(root)) == data
+
+
+def test_old_chunked_files_stay_readable(store):
+    """Files stored by greenbench before UnixFS: 1 MiB raw chunks under a dag-json root."""
+    parts = [os.urandom(1 << 20), os.urandom(1 << 20), b"tail"]
+    chunks = [store.put_block(p) for p in parts]
+    doc = {"chunk_size": 1 << 20, "chunks": chunks, "kind": "greenbench.chunked-file/1", "size": sum(map(len, parts))}
+    root = store.put_block(dagjson.encode(doc), "dag-json")
+    assert b"".join(store.cat(root, precheck=True)) == b"".join(parts)
+    store.blockfiles.remove(chunks[1].multihash)
+    with pytest.raises(BlockNotFoundError):
+        b"".join(store.cat(root))
 
 
 def test_chunked_file_with_corrupted_chunk(store, tmp_path):
     data = os.urandom(2 * CHUNK_SIZE + 5)
     (tmp_path / "f").write_bytes(data)
     root = store.put_file(tmp_path / "f")
-    (pack,) = (store.root / "packs").iterdir()  # chunk i lives at offset i * CHUNK_SIZE of the file's pack
+    (pack,) = (store.root / "packs").iterdir()  # leaf i lives at offset i * CHUNK_SIZE of the file's pack
     with open(pack, "r+b") as fh:
         fh.seek(2 * CHUNK_SIZE + 1)
         fh.write(b"x")
@@ -150,7 +195,7 @@ def test_export_of_chunked_file_reimports(store, tmp_path):
     data = os.urandom(2 * CHUNK_SIZE + 3)
     (tmp_path / "f").write_bytes(data)
     root = store.put_file(tmp_path / "f")
-    assert store.export_car([root], tmp_path / "f.car") == 4
+    assert store.export_car([root], tmp_path / "f.car") == 4  # the root File node and three leaves
     other = LocalStore(tmp_path / "other")
     assert list(other.import_car(tmp_path / "f.car")) == [root]
     assert b"".join(other.cat(root)) == data
@@ -272,7 +317,7 @@ def test_concurrent_writers_never_corrupt(tmp_path):
         p.join(60)
         assert p.exitcode == 0
     st = LocalStore(root)
-    # 4 x 15 own blocks + 15 shared + 4 x (2 chunks + 1 root)
+    # 4 x 15 own blocks + 15 shared + 4 x (2 leaves + 1 root File node)
     assert _all_blocks_verify(st) == 4 * 15 + 15 + 4 * 3
     assert len(st.query_results()) == 4 * 15 + 15
     assert list((Path(root) / "tmp").iterdir()) == []
@@ -319,7 +364,7 @@ def test_crash_mid_write_leaves_no_partial_block(tmp_path, mode):
         assert n >= 4
     for path in (root / "blocks").rglob("*"):
         assert path.is_dir() or not path.name.endswith(".tmp")
-    st.clean_tmp(older_than_s=0)
+    st.gc()
     assert list((root / "tmp").iterdir()) == []
     if mode == "file":  # the pack being written when the writer died is not referenced, so it is gone
         assert not (root / "packs").is_dir() or list((root / "packs").iterdir()) == []
@@ -335,7 +380,8 @@ def _big_file(tmp_path, size=3 * 1024 * 1024 + 123):
 
 
 def _pack_data(path: Path) -> bytes:
-    """A pack's data, without the trailer (rows + 24-byte footer: magic, rows' offset, rows' length)."""
+    """A pack's data, without the trailer (rows + 24-byte footer: magic, rows' offset, rows' length): a
+    file's leaves at their offsets, then its File nodes."""
     raw = path.read_bytes()
     assert raw[-24:-16] == b"GBPACK\x00\x01"
     return raw[: int.from_bytes(raw[-16:-8], "little")]
@@ -348,12 +394,13 @@ def _packs(store_root: Path) -> list[Path]:
 
 def test_large_chunks_round_trip_with_direct_io(tmp_path, monkeypatch):
     from greenbench.store import local as local_mod
+    from greenbench.store.blockfiles import O_DIRECT
 
     real_open = os.open
     direct_opens = []
 
     def counting_open(path, flags, *a, **k):
-        if local_mod._O_DIRECT and flags & local_mod._O_DIRECT:
+        if O_DIRECT and flags & O_DIRECT:
             direct_opens.append(path)
         return real_open(path, flags, *a, **k)
 
@@ -364,21 +411,24 @@ def test_large_chunks_round_trip_with_direct_io(tmp_path, monkeypatch):
     assert b"".join(store.cat(root)) == data
     assert not list((tmp_path / "s" / "tmp").iterdir())  # no temporary files left behind
     (pack,) = _packs(store.root)
-    assert _pack_data(pack) == data  # the padded O_DIRECT tail was truncated away
-    if local_mod._O_DIRECT:
+    written = _pack_data(pack)
+    assert written[: len(data)] == data  # the leaves are the file, the padded O_DIRECT tail truncated away
+    assert written[len(data) :] == store.get_block(root)  # then the root File node
+    if O_DIRECT:
         # The pack was offered to O_DIRECT; a filesystem that refuses it leaves the store on buffered
         # writes, which the next tests cover.
-        assert direct_opens and (store._direct_ok or len(direct_opens) == 1)
+        assert direct_opens and (store.blockfiles.direct_ok or len(direct_opens) == 1)
 
 
 def test_direct_write_refused_midway_falls_back(tmp_path, monkeypatch):
     import errno as _errno
 
     from greenbench.store import local as local_mod
+    from greenbench.store import packs as packs_mod
 
-    if not local_mod._O_DIRECT:
+    if not packs_mod.O_DIRECT:
         pytest.skip("no O_DIRECT on this platform")
-    real = local_mod._pwrite_all
+    real = packs_mod.pwrite_all
     state = {"calls": 0, "failed_at": None}
 
     def failing_second(fd, data, offset):
@@ -388,26 +438,27 @@ def test_direct_write_refused_midway_falls_back(tmp_path, monkeypatch):
             raise OSError(_errno.EINVAL, "alignment refused")
         return real(fd, data, offset)
 
-    monkeypatch.setattr(local_mod, "_pwrite_all", failing_second)
-    # 9 chunks, at most _WRITE_RUN (4) per write: there is always a second write
-    f, data = _big_file(tmp_path, size=8 * local_mod.CHUNK_SIZE + 123)
+    monkeypatch.setattr(packs_mod, "pwrite_all", failing_second)
+    # 9 MiB: at most 4 MiB per write, so there is always a second write
+    f, data = _big_file(tmp_path, size=9 * (1 << 20) + 123)
     store = local_mod.LocalStore(tmp_path / "s", workers=1)
     root = store.put_file(f)
-    assert state["failed_at"] and store._direct_ok is False
+    assert state["failed_at"] and store.blockfiles.direct_ok is False
     assert b"".join(store.cat(root)) == data
-    assert [_pack_data(p) for p in _packs(store.root)] == [data]
+    assert [_pack_data(p)[: len(data)] for p in _packs(store.root)] == [data]
 
 
 def test_direct_io_refused_falls_back_to_buffered(tmp_path, monkeypatch):
     import errno as _errno
 
     from greenbench.store import local as local_mod
+    from greenbench.store.blockfiles import O_DIRECT
 
     real_open = os.open
     calls = {"direct": 0}
 
     def refusing_open(path, flags, *a, **k):
-        if local_mod._O_DIRECT and flags & local_mod._O_DIRECT:
+        if O_DIRECT and flags & O_DIRECT:
             calls["direct"] += 1
             raise OSError(_errno.EINVAL, "O_DIRECT not supported here")
         return real_open(path, flags, *a, **k)
@@ -418,16 +469,17 @@ def test_direct_io_refused_falls_back_to_buffered(tmp_path, monkeypatch):
     root = store.put_file(f)
     assert b"".join(store.cat(root)) == data
     assert calls["direct"] <= 1  # refused once, then the store stays on buffered writes
-    assert store._direct_ok is False
+    assert store.blockfiles.direct_ok is False
 
 
 def test_packed_chunks_are_blocks_like_any_other(store, tmp_path):
     f, data = _big_file(tmp_path)
     root = store.put_file(f)
-    chunks = dagjson.decode(store.get_block(root))["chunks"]
+    chunks = _leaves(store, root)
     assert all(store.has(c) for c in chunks)
     assert all(store.get_block(c) == data[i * CHUNK_SIZE : (i + 1) * CHUNK_SIZE] for i, c in enumerate(chunks))
     assert {str(c) for c in store.iter_cids()} == {str(c) for c in chunks} | {str(cid_for(store.get_block(root)))}
+    assert store.block_size(chunks[0]) == CHUNK_SIZE and store.block_size(root) == len(store.get_block(root))
     # the same chunks offered as single blocks are recognised as present: nothing new is written
     before = sorted(p.name for p in (store.root / "blocks").rglob("*") if p.is_file())
     for i in range(len(chunks)):
@@ -448,7 +500,7 @@ def test_chunks_already_stored_are_holes_in_the_pack(store, tmp_path):
     root = store.put_file(io.BytesIO(data))
     assert b"".join(store.cat(root, precheck=True)) == data
     (pack,) = _packs(store.root)
-    written = _pack_data(pack)
+    written = _pack_data(pack)[: len(data)]
     assert written[:CHUNK_SIZE] == data[:CHUNK_SIZE] and written[2 * CHUNK_SIZE :] == data[2 * CHUNK_SIZE :]
     assert written[CHUNK_SIZE : 2 * CHUNK_SIZE] == bytes(CHUNK_SIZE)  # a hole, not a second copy
 
@@ -458,7 +510,7 @@ def test_repeated_chunks_are_written_once(store, tmp_path):
     root = store.put_file(io.BytesIO(data))
     assert b"".join(store.cat(root)) == data
     (pack,) = _packs(store.root)
-    assert len(_pack_data(pack)) == 3 * CHUNK_SIZE + 10  # the last (different) chunk at its offset
+    assert len(_pack_data(pack)) == 3 * CHUNK_SIZE + 10 + len(store.get_block(root))  # the last leaf at its offset
     assert pack.stat().st_blocks * 512 <= 2 * CHUNK_SIZE + 64 * 1024  # but only two chunks' worth of disk
 
 
@@ -467,27 +519,39 @@ def test_missing_pack_is_a_verification_error_and_can_be_repaired(store, tmp_pat
     root = store.put_file(f)
     (pack,) = _packs(store.root)
     pack.unlink()
-    with pytest.raises(VerificationError, match="missing"):
-        b"".join(store.cat(root))
+    for _ in range(2):
+        with pytest.raises(VerificationError, match="missing"):
+            b"".join(store.cat(root))
+    report = store.verify(repair=True)
+    assert not report.ok and report.repaired == len(report.bad) == 14  # 13 leaves and the root
     assert store.put_file(f) == root  # the damaged entries were dropped, so storing again repairs the file
     assert b"".join(store.cat(root, precheck=True)) == data
+    assert store.verify().ok
 
 
-def test_corrupted_packed_chunk_is_dropped_and_stored_again(store, tmp_path):
+def test_corrupted_packed_chunk_fails_every_time_until_repaired(store, tmp_path):
     f, data = _big_file(tmp_path)
     root = store.put_file(f)
-    first = dagjson.decode(store.get_block(root))["chunks"][0]
+    first = _leaves(store, root)[0]
     (pack,) = _packs(store.root)
     with open(pack, "r+b") as fh:
         fh.write(b"X")
-    with pytest.raises(VerificationError, match="corrupted.*index entry was removed"):
+    before = store.index_path.read_bytes()
+    for _ in range(3):  # a read never writes the index: the same verdict every time
+        with pytest.raises(VerificationError, match="damaged"):
+            store.get_block(first)
+    assert store.index_path.read_bytes() == before
+    assert store.put_file(f) == root  # present (by size): not written again
+    with pytest.raises(VerificationError):
         store.get_block(first)
-    assert not store.has(first)  # reads as missing now, never as the bad bytes
-    with pytest.raises(BlockNotFoundError):
-        store.get_block(first)
-    store.put_file(f)
+    report = store.verify()
+    assert [b["cid"] for b in report.bad] == [str(first)] and report.repaired == 0
+    assert store.verify(repair=True).repaired == 1
+    assert not store.has(first)
+    store.put_file(f)  # storing the file again heals it
     assert store.get_block(first) == data[:CHUNK_SIZE]
     assert b"".join(store.cat(root, precheck=True)) == data
+    assert store.verify().ok
 
 
 def test_version_1_store_is_read_and_upgraded_by_its_first_pack(tmp_path):
@@ -507,7 +571,7 @@ def test_version_1_store_is_read_and_upgraded_by_its_first_pack(tmp_path):
     assert b"".join(LocalStore(root).cat(big)) == data
 
 
-def test_clean_tmp_deletes_dead_writers_leftovers_and_keeps_good_packs(store, tmp_path):
+def test_gc_deletes_dead_writers_leftovers_and_keeps_good_packs(store, tmp_path):
     f, data = _big_file(tmp_path)
     root = store.put_file(f)
     damaged = store.root / "packs" / ("0" * 32 + ".pack")
@@ -515,49 +579,59 @@ def test_clean_tmp_deletes_dead_writers_leftovers_and_keeps_good_packs(store, tm
     (store.root / "packs" / "notes.txt").write_text("not a pack: never touched")
     unfinished = store.root / "tmp" / ("1" * 32 + ".pack")
     unfinished.write_bytes(b"a writer died while writing this")
+    fresh = store.root / "tmp" / "blk-0123.tmp"
+    fresh.write_bytes(b"however young: no live writer holds it")
     # A pack whose writer died after moving it into packs/ but before its rows went in: complete, so
-    # clean_tmp indexes it rather than deleting it.
+    # gc indexes it rather than deleting it.
     other = LocalStore(tmp_path / "other")
     other_root = other.put_file(io.BytesIO(bytes(range(256)) * 8192 + b"tail"))
     (orphan,) = _packs(other.root)
     (store.root / "packs" / orphan.name).write_bytes(orphan.read_bytes())
-    assert not store.has(dagjson.decode(other.get_block(other_root))["chunks"][0])
-    assert store.clean_tmp(older_than_s=0) == 2  # the damaged pack and the unfinished one
-    assert not damaged.exists() and not unfinished.exists() and (store.root / "packs" / "notes.txt").exists()
-    assert all(store.has(c) for c in dagjson.decode(other.get_block(other_root))["chunks"])
+    assert not store.has(_leaves(other, other_root)[0])
+    report = store.gc()
+    assert (report.tmp_files, report.packs_removed, report.packs_reindexed) == (2, 1, 1)
+    assert not damaged.exists() and not unfinished.exists() and not fresh.exists()
+    assert (store.root / "packs" / "notes.txt").exists()
+    assert all(store.has(c) for c in _leaves(other, other_root))
     assert b"".join(store.cat(root)) == data
 
 
-def test_clean_tmp_leaves_a_writers_locked_pack_alone(store, tmp_path):
-    """clean_tmp running while a writer is between moving its pack into packs/ and committing its rows."""
+def test_gc_waits_for_writers_and_leaves_a_locked_pack_alone(store, tmp_path):
+    """gc started while a writer is between moving its pack into packs/ and committing its rows."""
+    import threading
+
     f, data = _big_file(tmp_path)
     seen = {}
     real = store._upgrade_marker
 
     def meanwhile():  # runs after the rename, before the rows go in
-        seen["removed"] = LocalStore(store.root).clean_tmp(older_than_s=0)
+        other = LocalStore(store.root)
+        t = threading.Thread(target=lambda: seen.setdefault("report", other.gc()))
+        t.start()
+        t.join(0.5)
+        seen["waited"] = t.is_alive()  # gc waits for the writer's shared lock
+        seen["thread"] = t
         real()
 
     store._upgrade_marker = meanwhile
     root = store.put_file(f)
-    assert seen["removed"] == 0 and len(_packs(store.root)) == 1
+    seen["thread"].join(10)
+    assert seen["waited"] and seen["report"].packs_removed == 0 and len(_packs(store.root)) == 1
     assert b"".join(LocalStore(store.root).cat(root)) == data
 
 
-def test_clean_tmp_never_deletes_packs_when_the_index_is_unreadable(store, tmp_path, monkeypatch):
-    import sqlite3
-
-    from greenbench.store import local as local_mod
+def test_gc_never_deletes_packs_when_the_index_is_unreadable(store, tmp_path, monkeypatch):
+    from greenbench.store.index import Index
 
     f, data = _big_file(tmp_path)
     root = store.put_file(f)
 
-    def busy(conn, pack):  # another process holds the index past the busy timeout
-        raise sqlite3.OperationalError("database is locked")
+    def busy(self, *args):  # another process holds the index past the busy timeout
+        raise StoreError("cannot read the index: database is locked")
 
-    monkeypatch.setattr(local_mod, "_names_pack", busy)
+    monkeypatch.setattr(Index, "pack_names", busy)
     with pytest.raises(StoreError, match="database is locked"):
-        LocalStore(store.root).clean_tmp(older_than_s=0)
+        LocalStore(store.root).gc()
     monkeypatch.undo()
     assert len(_packs(store.root)) == 1
     assert b"".join(LocalStore(store.root).cat(root)) == data
@@ -589,7 +663,7 @@ def test_failure_after_the_rename_keeps_a_pack_that_rows_name(store, tmp_path):
 
     def rows_then_failure():  # after the rename; as if rows naming the pack had gone in meanwhile
         (pack,) = _packs(store.root)
-        store._insert_packed([(cid_for(data[:CHUNK_SIZE]).multihash, pack.name, 0, CHUNK_SIZE)])
+        store.index.insert_packed([(cid_for(data[:CHUNK_SIZE]).multihash, pack.name, 0, CHUNK_SIZE)])
         state["pack"] = pack
         raise OSError(5, "Input/output error")
 
@@ -614,18 +688,18 @@ def test_failure_after_the_rename_removes_an_unnamed_pack(store, tmp_path):
 
 def test_interrupt_after_the_rows_went_in_keeps_the_pack(store, tmp_path):
     f, data = _big_file(tmp_path)
-    real = store._insert_packed
+    real = store.index.insert_packed
 
     def insert_then_interrupt(*args, **kwargs):
         real(*args, **kwargs)  # committed: the rows are visible to every process
         raise KeyboardInterrupt  # Ctrl-C one bytecode later
 
-    store._insert_packed = insert_then_interrupt
+    store.index.insert_packed = insert_then_interrupt
     with pytest.raises(KeyboardInterrupt):
         store.put_file(f)
     fresh = LocalStore(store.root)
     assert len(_packs(store.root)) == 1
-    assert _all_blocks_verify(fresh) == 4  # every visible block readable; the root was never written
+    assert _all_blocks_verify(fresh) == 14  # every visible block readable: 13 leaves and the root
 
 
 def test_interrupt_before_the_rows_went_in_removes_the_pack(store, tmp_path):
@@ -634,7 +708,7 @@ def test_interrupt_before_the_rows_went_in_removes_the_pack(store, tmp_path):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    store._insert_packed = interrupted
+    store.index.insert_packed = interrupted
     with pytest.raises(KeyboardInterrupt):
         store.put_file(f)
     assert _packs(store.root) == [] and list((store.root / "tmp").iterdir()) == []
@@ -645,24 +719,23 @@ def test_index_recreated_empty_is_rebuilt_before_use(store, tmp_path):
     f, data = _big_file(tmp_path)
     root = store.put_file(f)
     small = store.put_block(b"a result")
-    for name in ("index.sqlite", "index.sqlite-wal", "index.sqlite-shm"):
-        (store.root / name).unlink(missing_ok=True)
+    _drop_index(store.root)
     again = LocalStore(store.root)
     again.index_result(small, {"signer": "me"})  # writes the index first (as `publish` would)
     assert b"".join(again.cat(root, precheck=True)) == data
-    assert again.clean_tmp(older_than_s=0) == 0 and len(_packs(store.root)) == 1
+    assert again.gc().packs_removed == 0 and len(_packs(store.root)) == 1
 
 
 def test_lost_index_is_rebuilt_once_whatever_the_threads(store, tmp_path, monkeypatch):
     from greenbench.store import local as local_mod
+    from greenbench.store.packs import Packs
 
     for _ in range(3):
         store.put_file(io.BytesIO(os.urandom(4 * CHUNK_SIZE)))
-    for name in ("index.sqlite", "index.sqlite-wal", "index.sqlite-shm"):
-        (store.root / name).unlink(missing_ok=True)
+    _drop_index(store.root)
     calls = []
-    real = local_mod.LocalStore._verified_pack_rows
-    monkeypatch.setattr(local_mod.LocalStore, "_verified_pack_rows", lambda self, p: calls.append(p) or real(self, p))
+    real = Packs.verified_rows
+    monkeypatch.setattr(Packs, "verified_rows", lambda self, p: calls.append(p) or real(self, p))
     again = local_mod.LocalStore(store.root, workers=4)
     again.put_file(io.BytesIO(os.urandom(8 * CHUNK_SIZE)))  # four workers look blocks up at once
     assert len(calls) == 3  # each of the three packs read once
@@ -677,7 +750,7 @@ def test_damaged_index_is_a_clean_error(store, tmp_path):
     for call in (
         lambda s: b"".join(s.cat(root)),
         lambda s: list(s.iter_cids()),
-        lambda s: s.clean_tmp(0),
+        lambda s: s.gc(),
         lambda s: s.put_file(io.BytesIO(os.urandom(2 * CHUNK_SIZE + 1))),
         lambda s: s.import_car(BASIC),
         lambda s: s.query_results(),
@@ -702,7 +775,7 @@ def test_index_naming_a_pack_outside_the_store_is_refused(store, tmp_path):
 
     f, _ = _big_file(tmp_path)
     root = store.put_file(f)
-    first = dagjson.decode(store.get_block(root))["chunks"][0]
+    first = _leaves(store, root)[0]
     with sqlite3.connect(store.index_path) as conn:
         conn.execute("UPDATE packed SET pack = '../../etc/passwd'")
     with pytest.raises(StoreError, match="outside the store"):
@@ -731,28 +804,18 @@ def test_failed_put_file_leaves_nothing_visible(store, exc):
     assert _packs(store.root) == [] and list((store.root / "tmp").iterdir()) == []
 
 
-def test_file_over_the_chunk_limit_is_refused_whole(store, monkeypatch):
-    from greenbench.store import local as local_mod
-
-    monkeypatch.setattr(local_mod, "_max_chunks", lambda: 3)
-    with pytest.raises(StoreError, match="larger than a chunked file can be"):
-        store.put_file(io.BytesIO(os.urandom(3 * CHUNK_SIZE + 1)))
-    assert list(store.iter_cids()) == [] and _packs(store.root) == []
-    store.put_file(io.BytesIO(os.urandom(3 * CHUNK_SIZE)))  # at the limit: fine
-
-
 def test_file_that_shrinks_while_stored_is_refused(store, tmp_path, monkeypatch):
-    from greenbench.store import local as local_mod
+    from greenbench.store import files as files_mod
 
     f, _ = _big_file(tmp_path)
-    real = local_mod._regular_file
+    real = files_mod._regular_file
 
     def shrinking(fh):
         info = real(fh)
         os.truncate(f, 2 * CHUNK_SIZE)  # after the size was taken, before the chunks are read
         return info
 
-    monkeypatch.setattr(local_mod, "_regular_file", shrinking)
+    monkeypatch.setattr(files_mod, "_regular_file", shrinking)
     with pytest.raises(StoreError, match="changed while it was being stored"):
         store.put_file(f)
     assert list(store.iter_cids()) == [] and _packs(store.root) == []
@@ -761,24 +824,25 @@ def test_file_that_shrinks_while_stored_is_refused(store, tmp_path, monkeypatch)
 def test_large_single_block_direct_write_refused_falls_back(tmp_path, monkeypatch):
     import errno as _errno
 
+    from greenbench.store import blockfiles as bf
     from greenbench.store import local as local_mod
 
-    if not local_mod._O_DIRECT:
+    if not bf.O_DIRECT:
         pytest.skip("no O_DIRECT on this platform")
-    real = local_mod._write_all
+    real = bf.write_all
     state = {"failed": 0}
 
     def refuse_first(fd, data):
-        if not state["failed"] and len(data) == local_mod._DIRECT_MIN:  # the block's O_DIRECT write
+        if not state["failed"] and len(data) == bf._DIRECT_MIN:  # the block's O_DIRECT write
             state["failed"] = 1
             raise OSError(_errno.EINVAL, "alignment refused")
         return real(fd, data)
 
-    monkeypatch.setattr(local_mod, "_write_all", refuse_first)
+    monkeypatch.setattr(bf, "write_all", refuse_first)
     store = local_mod.LocalStore(tmp_path / "s")
-    data = os.urandom(local_mod._DIRECT_MIN)
+    data = os.urandom(bf._DIRECT_MIN)
     cid = store.put_block(data)
-    assert state["failed"] and store._direct_ok is False
+    assert state["failed"] and store.blockfiles.direct_ok is False
     assert store.get_block(cid) == data and list((tmp_path / "s" / "tmp").iterdir()) == []
 
 
@@ -786,29 +850,30 @@ def test_lost_index_is_rebuilt_from_the_packs(store, tmp_path):
     f, data = _big_file(tmp_path)
     root = store.put_file(f)
     car_roots = store.import_car(BASIC)
-    chunks = dagjson.decode(store.get_block(root))["chunks"]
+    chunks = _leaves(store, root)
     (store.root / "packs" / ("f" * 32 + ".pack")).write_bytes(b"a pack whose writer died: no trailer")
-    for name in ("index.sqlite", "index.sqlite-wal", "index.sqlite-shm"):
-        (store.root / name).unlink(missing_ok=True)
+    _drop_index(store.root)
     again = LocalStore(store.root)  # as a new process would find it
-    assert b"".join(again.cat(root, precheck=True)) == data  # rebuilt on the first lookup
+    assert b"".join(again.cat(root, precheck=True)) == data  # read from the packs' trailers
     assert all(again.has(c) for c in chunks)
     assert again.export_car(car_roots, tmp_path / "out.car") == 8
     assert (tmp_path / "out.car").read_bytes() == BASIC.read_bytes()
+    assert not again.index_path.exists()  # reading wrote nothing
+    assert again.reindex().pack_rows == 8 + 14  # the CAR's blocks, the file's 13 leaves and its root
     assert again.reindex_packs() == 0  # everything is indexed already
 
 
 def test_reindex_leaves_out_damaged_blocks(store, tmp_path):
     f, data = _big_file(tmp_path)
     root = store.put_file(f)
-    chunks = dagjson.decode(store.get_block(root))["chunks"]
+    chunks = _leaves(store, root)
     (pack,) = _packs(store.root)
     with open(pack, "r+b") as fh:
         fh.seek(CHUNK_SIZE + 7)
-        fh.write(b"!")  # damage chunk 1
-    for name in ("index.sqlite", "index.sqlite-wal", "index.sqlite-shm"):
-        (store.root / name).unlink(missing_ok=True)
+        fh.write(b"!")  # damage leaf 1
+    _drop_index(store.root)
     again = LocalStore(store.root)
+    again.reindex()
     assert again.has(chunks[0]) and not again.has(chunks[1]) and again.has(chunks[2])
     again.put_file(f)  # storing the file again repairs it
     assert b"".join(again.cat(root, precheck=True)) == data
@@ -817,7 +882,7 @@ def test_reindex_leaves_out_damaged_blocks(store, tmp_path):
 def _init_index(root, barrier):
     barrier.wait()
     try:
-        LocalStore(root)._connect().close()
+        LocalStore(root).index.connect().close()
     except StoreError:
         os._exit(1)
     os._exit(0)
@@ -843,8 +908,7 @@ def test_long_lived_handle_follows_a_replaced_index(store, tmp_path):
     f, data = _big_file(tmp_path)
     root = store.put_file(f)
     assert b"".join(store.cat(root)) == data  # this handle now has an open connection
-    for name in ("index.sqlite", "index.sqlite-wal", "index.sqlite-shm"):
-        (store.root / name).unlink(missing_ok=True)
+    _drop_index(store.root)
     other = LocalStore(store.root)  # another process: rebuilds the index, then stores a new file
     more = os.urandom(2 * CHUNK_SIZE + 9)
     new_root = other.put_file(io.BytesIO(more))
@@ -862,8 +926,7 @@ def test_long_lived_handle_recovers_a_lost_index_by_itself(store, tmp_path, firs
     root = store.put_file(f)
     small = store.put_block(b"a result")
     assert b"".join(store.cat(root)) == data
-    for name in ("index.sqlite", "index.sqlite-wal", "index.sqlite-shm"):
-        (store.root / name).unlink(missing_ok=True)
+    _drop_index(store.root)
     if first == "read":
         assert b"".join(store.cat(root)) == data
     elif first == "read in a new thread":
@@ -887,5 +950,13 @@ def test_stray_files_and_bad_arguments_are_clean_errors_or_ignored(store, tmp_pa
     assert [str(c) for c in store.iter_cids()] == [str(cid)]
     with pytest.raises(StoreError, match="limit must be an integer"):
         store.query_results(limit="x")
+    for bad in (10**20, -1, "1e3", True):
+        with pytest.raises(StoreError, match="(limit|offset) must be an integer from 0"):
+            store.query_results(limit=bad)
+        with pytest.raises(StoreError, match="(limit|offset) must be an integer from 0"):
+            store.query_results(offset=bad)
     with pytest.raises(StoreError, match="max_j_per_token"):
         store.query_results(max_j_per_token="lots")
+    for bad in ("nan", "inf", float("-inf")):
+        with pytest.raises(StoreError, match="finite number"):
+            store.query_results(max_j_per_token=bad)

@@ -27,7 +27,7 @@ def publish_cmd(
     from greenbench import publish
     from greenbench.canonical import canonical_bytes
     from greenbench.cli import render
-    from greenbench.store.http import read_token
+    from greenbench.server.app import read_token
 
     token = read_token(token_file) if to is not None else None
     out = publish.publish_file(file, to=to, store_dir=store, token=token)

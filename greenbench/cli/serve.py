@@ -1,14 +1,15 @@
-"""`greenbench serve`: the HTTP store (trustless gateway subset + write API) on uvicorn.
+"""`greenbench serve`: the store over HTTP (trustless gateway, results API, Kubo RPC subset, leaderboard).
 
-Binds 127.0.0.1:8787 by default. Writes (``POST /api/v1/results``, ``/api/v0/block/put``,
-``/api/v0/dag/import``) need ``Authorization: Bearer <token>`` when a token is configured with
-``--token-file`` or ``GREENBENCH_SERVER_TOKEN``.
+Binds 127.0.0.1:8787 by default. Writes (``POST /api/v1/results``, ``/api/v0/block/put``, ``dag/import``,
+``pin/add``, ``pin/rm``) need ``Authorization: Bearer <token>`` when a token is configured with
+``--token-file`` or ``GREENBENCH_SERVER_TOKEN``; browsers may write only from ``--cors-origin`` origins.
+One access-log line per request goes to stderr (``--quiet`` drops them).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -33,13 +34,27 @@ def serve_cmd(
     open_writes: bool = typer.Option(
         False, "--open-writes", help="Allow a non-loopback --host without a token (anyone who reaches it may write)."
     ),
+    cors_origin: List[str] = typer.Option(
+        [], "--cors-origin", metavar="ORIGIN", help="A web origin (https://host[:port]) whose pages may write and read with CORS; repeatable."
+    ),
+    public_url: List[str] = typer.Option(
+        [], "--public-url", metavar="URL", help="A URL clients reach this server at (e.g. behind a proxy); repeatable."
+    ),
+    allow_host: List[str] = typer.Option(
+        [], "--allow-host", metavar="NAME", help="Another host name clients may use to reach this server; repeatable."
+    ),
+    header_timeout: float = typer.Option(10.0, "--header-timeout", min=0.1, help="Seconds a client has to send a request's headers."),
+    body_timeout: float = typer.Option(30.0, "--body-timeout", min=0.1, help="Seconds a request body may stall before 408."),
+    max_client_requests: int = typer.Option(64, "--max-client-requests", min=1, help="Requests in flight per client address."),
+    max_client_connections: int = typer.Option(128, "--max-client-connections", min=1, help="Open connections per client address."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No access log on stderr."),
 ) -> None:
-    """Serve the store over HTTP: GET /ipfs/{cid}?format=raw|car, POST /api/v1/results, Kubo-style uploads."""
-    import socket
-
+    """Serve the store over HTTP: trustless gateway, results API, Kubo RPC subset and the web leaderboard."""
     from greenbench import signing
     from greenbench.cli import render
-    from greenbench.store.http import MiB, ServerConfig, create_app, read_token
+    from greenbench.server.app import ServerConfig, create_app, read_token, stderr_log
+    from greenbench.server.common import MiB
+    from greenbench.server.runner import bind, uvicorn_config
 
     token = read_token(token_file)
     if host not in _LOOPBACK and token is None and not open_writes:
@@ -55,33 +70,37 @@ def serve_cmd(
         max_result_bytes=int(max_result_mib * MiB),
         max_car_bytes=int(max_car_mib * MiB),
         max_block_bytes=int(max_block_mib * MiB),
+        cors_origins=tuple(cors_origin),
+        public_urls=tuple(public_url),
+        allow_hosts=tuple(allow_host),
+        header_timeout_s=header_timeout,
+        body_timeout_s=body_timeout,
+        max_requests_per_client=max_client_requests,
+        max_connections_per_client=max_client_connections,
+        log=None if quiet else stderr_log,
+        worker_process=True,
     )
     app = create_app(config)
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        family, _, _, _, addr = infos[0]
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(addr)
-    except OSError as exc:
-        raise GreenbenchError(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-            "pick another --port (or stop whatever uses it), and check --host names an interface of this machine",
-        ) from None
-    bound = sock.getsockname()
+    sock = bind(host, port)
+    bound = sock.getsockname()[1]
     if host not in _LOOPBACK and token is None:
         render.warn(
             f"listening on {host} without a token: anyone who can reach it may upload blocks and results; "
             "set --token-file or GREENBENCH_SERVER_TOKEN"
         )
+    base = public_url[0].rstrip("/") if public_url else f"http://{host if ':' not in host else '[' + host + ']'}:{bound}"
+    kubo = base.replace("http://", "kubo+http://", 1).replace("https://", "kubo+https://", 1)
     render.info(
-        f"greenbench store {app.state.store.root if hasattr(app.state.store, 'root') else store} "
-        f"served at http://{host if ':' not in host else '[' + host + ']'}:{bound[1]}"
-        f" (writes {'need a bearer token' if token else 'open'}; Ctrl-C stops)"
+        f"greenbench serving the store {app.state.store.root} at {base} "
+        f"(writes {'need a bearer token' if token else 'open'}; Ctrl-C stops)\n"
+        f"  leaderboard        {base}/leaderboard\n"
+        f"  trustless gateway  {base}/ipfs/{{cid}}?format=raw|car\n"
+        f"  results API        {base}/api/v1/results\n"
+        f"  Kubo RPC           {base}/api/v0/  (publish --to {base} or --to {kubo})"
     )
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn_config(app, config))
     try:
         server.run(sockets=[sock])
     finally:

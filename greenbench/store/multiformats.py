@@ -80,8 +80,13 @@ VERIFIABLE_HASHES = {0x12: 32, 0x13: 64, 0x16: 32, 0x14: 64, 0xB220: 32, 0xB240:
 MAX_VARINT_BYTES = 9
 
 
+_ONE_BYTE = [bytes((i,)) for i in range(0x80)]
+
+
 def encode_varint(value: int) -> bytes:
     """Unsigned varint bytes of ``value`` (0 <= value < 2**63)."""
+    if 0 <= value < 0x80:
+        return _ONE_BYTE[value]  # most varints (field keys, codes, lengths of CIDs): no loop
     if value < 0 or value >= 1 << 63:
         raise ValueError(f"varint out of range: {value}")
     out = bytearray()

@@ -1,15 +1,19 @@
 """A client for another greenbench server (``greenbench serve``): publish results, fetch blocks.
 
 The server is not trusted: a block fetched from it is checked against its CID before it is returned,
-and the CID it assigns to a published result must equal the one computed here. Network failures and
-refusals raise :class:`~greenbench.errors.GreenbenchError` (exit 2) naming the URL and the fix;
-a block whose bytes do not match its CID raises :class:`~greenbench.errors.VerificationError`.
+the CID it assigns to a published result must equal the one computed here, no reply may be larger
+than the client expects (``max_reply_bytes``; a block at most the 2 MiB block limit), and all the
+calls of one client share one deadline (``deadline_s``), so a slow or hostile server cannot keep
+``leaderboard --from`` waiting or fill its memory. Network failures, refusals and those limits raise
+:class:`~greenbench.errors.GreenbenchError` (exit 2) naming the URL and the fix; a block whose bytes do
+not match its CID raises :class:`~greenbench.errors.VerificationError`.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,6 +22,12 @@ from greenbench.errors import GreenbenchError, VerificationError
 __all__ = ["ServerClient", "server_base_url"]
 
 _FIX = "start it with `greenbench serve` there, or check the --to URL (default port 8787)"
+#: Largest reply a client reads (the result index of a large server fits many times over).
+MAX_REPLY_BYTES = 64 << 20
+#: Largest block reply (the trustless gateway spec's 2 MiB block limit).
+MAX_BLOCK_BYTES = 2 << 20
+#: All the calls of one client together (e.g. ``leaderboard --from``: the index and every envelope).
+DEADLINE_S = 300.0
 
 
 def server_base_url(url: str) -> str:
@@ -50,22 +60,48 @@ class ServerClient:
     token: str | None = None
     timeout_s: float = 60.0
     transport: Any = None
+    deadline_s: float = DEADLINE_S
+    max_reply_bytes: int = MAX_REPLY_BYTES
+    _deadline: float = field(default=0.0, repr=False)
 
     def __post_init__(self) -> None:
         self.base = server_base_url(self.url)
+        self._deadline = time.monotonic() + self.deadline_s
 
-    def _request(self, method: str, path: str, **kw):
+    def _request(self, method: str, path: str, max_bytes: int | None = None, **kw):
+        """One call; the reply's body is read here, refused past ``max_bytes`` (default
+        ``max_reply_bytes``), and the call fails once the client's deadline has passed."""
         import httpx
 
         headers = kw.pop("headers", {})
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         target = f"{self.base}{path}"
+        limit = self.max_reply_bytes if max_bytes is None else max_bytes
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise GreenbenchError(
+                f"greenbench server at {self.base}: gave up after {self.deadline_s:g} s for all requests", _FIX
+            )
+        timeout = httpx.Timeout(min(self.timeout_s, left))
         try:
-            with httpx.Client(timeout=self.timeout_s, transport=self.transport, follow_redirects=False) as c:
-                return c.request(method, target, headers=headers, **kw)
+            with httpx.Client(timeout=timeout, transport=self.transport, follow_redirects=False) as c:
+                with c.stream(method, target, headers=headers, **kw) as resp:
+                    declared = resp.headers.get("content-length")
+                    if declared is not None and declared.isdigit() and int(declared) > limit:
+                        raise GreenbenchError(f"{self.base}{path} answered {declared} bytes, more than the {limit} expected")
+                    body = bytearray()
+                    for chunk in resp.iter_bytes():
+                        body += chunk
+                        if len(body) > limit:
+                            raise GreenbenchError(f"{self.base}{path} answered more than the {limit} bytes expected")
+                        if time.monotonic() > self._deadline:
+                            raise GreenbenchError(
+                                f"greenbench server at {self.base}: gave up after {self.deadline_s:g} s for all requests", _FIX
+                            )
+                    return httpx.Response(resp.status_code, headers=resp.headers, content=bytes(body), request=resp.request)
         except httpx.TimeoutException:
-            raise GreenbenchError(f"greenbench server at {self.base} did not answer within {self.timeout_s:g} s", _FIX) from None
+            raise GreenbenchError(f"greenbench server at {self.base} did not answer within {timeout.read:g} s", _FIX) from None
         except httpx.HTTPError as exc:
             raise GreenbenchError(f"cannot reach greenbench server at {self.base}: {exc}", _FIX) from None
 
@@ -121,7 +157,9 @@ class ServerClient:
         from greenbench.store.cid import CID
 
         cid = CID.decode(str(cid))
-        resp = self._request("GET", f"/ipfs/{cid}", params={"format": "raw"}, headers={"Accept": "application/vnd.ipld.raw"})
+        resp = self._request(
+            "GET", f"/ipfs/{cid}", max_bytes=MAX_BLOCK_BYTES, params={"format": "raw"}, headers={"Accept": "application/vnd.ipld.raw"}
+        )
         if resp.status_code != 200:
             raise GreenbenchError(f"{self.base} has no block {cid} (HTTP {resp.status_code}): {self._reason(resp)}")
         if not cid.verify(resp.content):

@@ -3,8 +3,9 @@
 Run:  python tests/benchmarks/bench_store.py [--size-mib 256] [--blocks 100000] [--dir DIR] [--skip-put] [--skip-get]
 
 Prints, from one run:
-  1. put_file of an N MiB file (chunked into 1 MiB raw blocks, hashed in parallel, written in order
-     into one pack (O_DIRECT where allowed), made durable, indexed, root block written) against
+  1. put_file of an N MiB file (a UnixFS DAG as `ipfs add --cid-version=1` builds it: 256 KiB raw
+     leaves, read and hashed in parallel 1 MiB at a time, written in order into one pack (O_DIRECT where
+     allowed) with the File nodes after them, made durable, indexed) against
      hashlib.sha256 streamed over the same file in 1 MiB reads; the ratio is hashlib time / put time
      (>= 0.7 is the target). Beside them, the floor any durable store has on that device: a plain
      copy of the file, no hashing, O_DIRECT + fsync. Measured on the --dir filesystem and, when

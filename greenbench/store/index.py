@@ -1,0 +1,522 @@
+"""The store's index: ``index.sqlite`` (SQLite in WAL mode) with packed blocks, results and pins.
+
+Terms:
+    packed: one row per block kept in a pack: multihash -> pack name, offset, length.
+    results: one row per indexed result CID with its signer, profile, backend, hardware and headline
+        metrics, for fast queries without reading blocks (the whole ``info`` dict is kept as JSON).
+    pins: CIDs the user asked to keep: ``store gc --unpinned`` keeps every block reachable from a pin
+        (recursive) or the pinned block itself (direct), as Kubo's pin set does.
+    reader: a read-only connection (``mode=ro``; ``immutable=1`` where even the WAL's shared-memory file
+        cannot be made, e.g. a store on read-only media). Reading never creates or changes the index:
+        a store someone else owns, or a read-only copy, is readable as it is.
+    writer: a read-write connection, made per write; the first one on a new index file switches it to
+        WAL and creates the tables (and, for a store whose packs lost their index, rebuilds the rows).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+from urllib.parse import quote
+
+from greenbench.errors import StoreError
+
+__all__ = ["Index", "INDEX_HINT", "MAX_QUERY_INT"]
+
+_SQLITE_TIMEOUT_S = 30.0
+INDEX_HINT = (
+    "if the file is damaged, move it away: greenbench rebuilds the block index from the packs, and "
+    "`greenbench store reindex` rebuilds the result index from the stored envelopes"
+)
+#: Largest ``limit``/``offset`` a query accepts (SQLite integers are signed 64-bit).
+MAX_QUERY_INT = 2**63 - 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS packed (
+    mh BLOB PRIMARY KEY,
+    pack TEXT NOT NULL,
+    offset INTEGER NOT NULL,
+    length INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS packed_pack ON packed (pack);
+CREATE TABLE IF NOT EXISTS results (
+    cid TEXT PRIMARY KEY,
+    signer TEXT,
+    profile TEXT,
+    backend TEXT,
+    cpu_model TEXT,
+    gpu_models TEXT NOT NULL DEFAULT '[]',
+    created TEXT,
+    j_per_token REAL,
+    tokens_per_s REAL,
+    info TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS results_signer ON results (signer);
+CREATE INDEX IF NOT EXISTS results_profile ON results (profile, backend);
+CREATE INDEX IF NOT EXISTS results_created ON results (created);
+CREATE TABLE IF NOT EXISTS pins (
+    key TEXT PRIMARY KEY,
+    cid TEXT NOT NULL,
+    recursive INTEGER NOT NULL,
+    created REAL NOT NULL
+);
+"""
+
+
+def _finite(value: Any) -> float:
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError("not a finite number")
+    return number
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("not an integer")
+    number = int(value)
+    if not 0 <= number <= MAX_QUERY_INT:
+        raise ValueError(f"out of range (0 to {MAX_QUERY_INT})")
+    return number
+
+
+#: query_results filter -> (SQL clause with one parameter, how the value is converted).
+_RESULT_FILTERS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    **{k: (f"{k} = ?", str) for k in ("cid", "signer", "profile", "backend", "cpu_model")},
+    "gpu_model": ("EXISTS (SELECT 1 FROM json_each(results.gpu_models) WHERE json_each.value = ?)", str),
+    "created_after": ("created >= ?", str),
+    "created_before": ("created <= ?", str),
+    "max_j_per_token": ("j_per_token <= ?", _finite),
+    "min_tokens_per_s": ("tokens_per_s >= ?", _finite),
+}
+_ORDER_COLUMNS = ("created", "j_per_token", "tokens_per_s", "profile", "cid")
+
+
+def file_id(path: Path) -> tuple[int, int] | None:
+    """``(st_dev, st_ino)`` of a file, None if it does not exist."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return st.st_dev, st.st_ino
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    try:
+        return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+    except sqlite3.Error:
+        return False
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _number(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+class Index:
+    """One store's ``index.sqlite`` (module docstring).
+
+    Args:
+        path: the index file.
+        ensure: makes the store's directories before the first write.
+        on_new: called with a writer connection right after a new (or emptied) index file got its tables;
+            the store rebuilds the packed rows from the packs' trailers there.
+    """
+
+    def __init__(self, path: Path, ensure: Callable[[], None], on_new: Callable[[sqlite3.Connection], None]):
+        self.path = path
+        self._ensure = ensure
+        self._on_new = on_new
+        self._local = threading.local()
+        self._init_lock = threading.Lock()
+        self._ready_id: tuple[int, int] | None = None  # the index file initialised by this handle
+
+    # --- connections -------------------------------------------------------------------------
+
+    def connect(self) -> sqlite3.Connection:
+        """A read-write connection (the caller closes it); creates and initialises the index if needed."""
+        self._ensure()
+        try:
+            conn = sqlite3.connect(self.path, timeout=_SQLITE_TIMEOUT_S, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the index {self.path}: {exc}", INDEX_HINT) from None
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(_SQLITE_TIMEOUT_S * 1000)}")
+            conn.execute("PRAGMA synchronous = FULL")  # a commit is durable before it returns (packs depend on it)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreError(f"cannot open the index {self.path}: {exc}", INDEX_HINT) from None
+        # Initialise once per index file: a file lost and made anew (another inode, or no tables yet)
+        # is initialised, and rebuilt from the packs, again.
+        if file_id(self.path) != self._ready_id or not _has_table(conn, "pins"):
+            with self._init_lock:
+                ident = file_id(self.path)
+                if ident != self._ready_id or not _has_table(conn, "pins"):
+                    self._init(conn)
+                    self._ready_id = ident
+        return conn
+
+    def _init(self, conn: sqlite3.Connection) -> None:
+        """WAL mode and the schema. Switching a new database to WAL takes an exclusive lock that SQLite's
+        busy handler does not wait for, so writers that create the index at once (several processes on
+        a new store) retry here until the busy timeout."""
+        deadline = time.monotonic() + _SQLITE_TIMEOUT_S
+        while True:
+            try:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if mode.lower() != "wal":
+                    conn.close()
+                    raise StoreError(f"cannot put the index {self.path} in WAL mode (got {mode})")
+                conn.executescript(_SCHEMA)
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) and time.monotonic() < deadline:
+                    time.sleep(0.005)
+                    continue
+                conn.close()
+                raise StoreError(f"cannot initialise the index {self.path}: {exc}", INDEX_HINT) from None
+            except sqlite3.Error as exc:
+                conn.close()
+                raise StoreError(f"cannot initialise the index {self.path}: {exc}", INDEX_HINT) from None
+        try:
+            self._on_new(conn)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreError(f"cannot rebuild the index {self.path}: {exc}", INDEX_HINT) from None
+        except BaseException:
+            conn.close()
+            raise
+
+    def reader(self) -> sqlite3.Connection | None:
+        """This thread's read-only connection, or None while there is no index file.
+
+        Reopened when the index file is replaced or removed under a long-lived handle (a server), so it
+        never reads a deleted file while other processes write the new one.
+        """
+        local = self._local
+        conn = getattr(local, "conn", None)
+        ident = file_id(self.path)
+        if conn is not None and local.ident == ident:
+            return conn
+        if conn is not None:
+            conn.close()
+            local.conn = None
+        if ident is None:
+            return None
+        uri = "file:" + quote(str(self.path.absolute()))
+        conn = None
+        for params in ("?mode=ro", "?mode=ro&immutable=1"):
+            try:
+                conn = sqlite3.connect(uri + params, uri=True, timeout=_SQLITE_TIMEOUT_S, isolation_level=None)
+                conn.execute(f"PRAGMA busy_timeout = {int(_SQLITE_TIMEOUT_S * 1000)}")
+                conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone()
+                break
+            except sqlite3.Error as exc:
+                if conn is not None:
+                    conn.close()
+                    conn = None
+                error = exc
+        if conn is None:
+            raise StoreError(f"cannot read the index {self.path}: {error}", INDEX_HINT)
+        local.conn, local.ident, local.tables = conn, ident, {}
+        return conn
+
+    def _readable(self, table: str) -> sqlite3.Connection | None:
+        """The reader, if the index exists and has ``table`` (an older index may lack one)."""
+        conn = self.reader()
+        if conn is None:
+            return None
+        tables = self._local.tables
+        if not tables.get(table):
+            tables[table] = _has_table(conn, table)  # a table added later is seen on the next call
+        return conn if tables[table] else None
+
+    def close(self) -> None:
+        """Close this thread's reader."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def _read(self, table: str, sql: str, args: tuple = ()) -> list[tuple]:
+        conn = self._readable(table)
+        if conn is None:
+            return []
+        try:
+            return conn.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the index {self.path}: {exc}", INDEX_HINT) from None
+
+    def _write(self, fn: Callable[[sqlite3.Connection], Any], conn: sqlite3.Connection | None = None) -> Any:
+        """Run ``fn(conn)`` in one immediate transaction (one WAL sync)."""
+        own = conn is None
+        if conn is None:
+            conn = self.connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                out = fn(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write the index {self.path}: {exc}", INDEX_HINT) from None
+        finally:
+            if own:
+                conn.close()
+        return out
+
+    # --- packed blocks -----------------------------------------------------------------------
+
+    def packed(self, mh: bytes) -> tuple[str, int, int] | None:
+        """``(pack name, offset, length)`` of a packed block, or None."""
+        rows = self._read("packed", "SELECT pack, offset, length FROM packed WHERE mh = ?", (mh,))
+        return rows[0] if rows else None
+
+    def packed_many(self, mhs: list[bytes]) -> dict[bytes, tuple[str, int, int]]:
+        """``{multihash: (pack, offset, length)}`` for those of ``mhs`` that are packed (one query)."""
+        if not mhs:
+            return {}
+        marks = ", ".join("?" * len(mhs))
+        rows = self._read("packed", f"SELECT mh, pack, offset, length FROM packed WHERE mh IN ({marks})", tuple(mhs))
+        return {mh: (pack, offset, length) for mh, pack, offset, length in rows}
+
+    def count_packed(self) -> int:
+        rows = self._read("packed", "SELECT count(*) FROM packed")
+        return rows[0][0] if rows else 0
+
+    def has_packed_rows(self) -> bool:
+        return bool(self._read("packed", "SELECT 1 FROM packed LIMIT 1"))
+
+    def packed_rows(self) -> list[tuple[bytes, str, int, int]]:
+        """Every packed row, in pack and offset order."""
+        return self._read("packed", "SELECT mh, pack, offset, length FROM packed ORDER BY pack, offset")
+
+    def packed_multihashes(self) -> list[bytes]:
+        return [mh for (mh,) in self._read("packed", "SELECT mh FROM packed ORDER BY mh")]
+
+    def names_pack(self, pack: str) -> bool:
+        return bool(self._read("packed", "SELECT 1 FROM packed WHERE pack = ? LIMIT 1", (pack,)))
+
+    def pack_names(self) -> set[str]:
+        return {name for (name,) in self._read("packed", "SELECT DISTINCT pack FROM packed")}
+
+    def insert_packed(
+        self,
+        rows: list[tuple[bytes, str, int, int]],
+        pack: str | None = None,
+        conn: sqlite3.Connection | None = None,
+        replace: bool = False,
+    ) -> tuple[int, bool]:
+        """Add ``packed`` rows in one transaction, the first copy of a block winning (``replace``: the new
+        copy wins, as when gc moves blocks to a new pack). Returns how many went in, and whether any row
+        names ``pack`` afterwards (its own, or a concurrent re-index's)."""
+        verb = "REPLACE" if replace else "IGNORE"
+
+        def run(c: sqlite3.Connection) -> tuple[int, bool]:
+            before = c.total_changes
+            c.executemany(f"INSERT OR {verb} INTO packed (mh, pack, offset, length) VALUES (?, ?, ?, ?)", rows)
+            inserted = c.total_changes - before
+            named = pack is not None and c.execute("SELECT 1 FROM packed WHERE pack = ? LIMIT 1", (pack,)).fetchone()
+            return inserted, bool(named)
+
+        return self._write(run, conn)
+
+    def forget_packed(self, rows: Iterable[tuple[bytes, str]]) -> int:
+        """Drop the rows ``(multihash, pack)`` (a damaged or unwanted copy); returns how many went."""
+        rows = list(rows)
+
+        def run(c: sqlite3.Connection) -> int:
+            before = c.total_changes
+            c.executemany("DELETE FROM packed WHERE mh = ? AND pack = ?", rows)
+            return c.total_changes - before
+
+        return self._write(run) if rows else 0
+
+    def forget_pack(self, pack: str) -> int:
+        """Drop every row of ``pack`` (a pack that is gone)."""
+
+        def run(c: sqlite3.Connection) -> int:
+            before = c.total_changes
+            c.execute("DELETE FROM packed WHERE pack = ?", (pack,))
+            return c.total_changes - before
+
+        return self._write(run)
+
+    # --- results -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _result_row(cid: str, info: dict[str, Any]) -> tuple:
+        if not isinstance(info, dict):
+            raise StoreError(f"result info for {cid} must be a dict, got {type(info).__name__}")
+        hardware = info.get("hardware") or {}
+        metrics = info.get("metrics") or {}
+        gpus = hardware.get("gpu_models") or []
+        if isinstance(gpus, str):
+            gpus = [gpus]
+        try:
+            body = json.dumps(info, sort_keys=True, allow_nan=False, default=str)
+        except ValueError as exc:
+            raise StoreError(f"result info for {cid} is not JSON: {exc}") from None
+        return (
+            cid,
+            _text(info.get("signer")),
+            _text(info.get("profile")),
+            _text(info.get("backend")),
+            _text(hardware.get("cpu_model")),
+            json.dumps(list(gpus)),
+            _text(info.get("created")),
+            _number(metrics.get("j_per_token")),
+            _number(metrics.get("tokens_per_s")),
+            body,
+        )
+
+    _INSERT_RESULT = (
+        "INSERT OR REPLACE INTO results (cid, signer, profile, backend, cpu_model, gpu_models, created,"
+        " j_per_token, tokens_per_s, info) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )
+
+    def index_result(self, cid: str, info: dict[str, Any]) -> None:
+        """Add (or replace) the row of the result stored under ``cid``."""
+        row = self._result_row(cid, info)
+        self._write(lambda c: c.execute(self._INSERT_RESULT, row))
+
+    def replace_results(self, items: Iterable[tuple[str, dict[str, Any]]]) -> int:
+        """Replace every result row by ``items`` (one transaction); returns how many rows there are now."""
+        rows = [self._result_row(cid, info) for cid, info in items]
+
+        def run(c: sqlite3.Connection) -> int:
+            c.execute("DELETE FROM results")
+            c.executemany(self._INSERT_RESULT, rows)
+            return len(rows)
+
+        return self._write(run)
+
+    def result_state(self) -> tuple[int, int]:
+        """``(row count, largest rowid)`` of the results table: changes whenever a row is added or replaced.
+
+        Counted again only when the database changed since this thread last asked (SQLite's
+        ``data_version``), so asking often (every leaderboard request) costs one pragma, not a scan.
+        """
+        conn = self._readable("results")
+        if conn is None:
+            return (0, 0)
+        try:
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            local = self._local
+            if getattr(local, "state_at", None) == (id(conn), version):
+                return local.state
+            row = conn.execute("SELECT count(*), coalesce(max(rowid), 0) FROM results").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the index {self.path}: {exc}", INDEX_HINT) from None
+        local.state_at, local.state = (id(conn), version), tuple(row)
+        return local.state
+
+    def query_results(self, **filters: Any) -> list[dict[str, Any]]:
+        """Indexed results matching every filter, as their ``info`` dicts plus ``"cid"``.
+
+        Filters: ``cid``, ``signer``, ``profile``, ``backend``, ``cpu_model`` (equality); ``gpu_model``
+        (one of the result's GPUs); ``created_after`` / ``created_before`` (ISO text, inclusive);
+        ``max_j_per_token`` / ``min_tokens_per_s`` (finite numbers); ``order_by`` (``created``,
+        ``j_per_token``, ``tokens_per_s``, ``profile``, ``cid``; prefix ``-`` for descending; default
+        ``created``); ``limit`` and ``offset`` (integers from 0 to 2**63 - 1). A filter whose value is
+        None is ignored.
+
+        Raises:
+            StoreError: an unknown filter or ``order_by`` column, or a value of the wrong kind or range.
+        """
+        where: list[str] = []
+        args: list[Any] = []
+        order_by = filters.pop("order_by", None) or "created"
+        limit = filters.pop("limit", None)
+        offset = filters.pop("offset", None)
+        for key, value in filters.items():
+            if value is None:
+                continue
+            if key not in _RESULT_FILTERS:
+                raise StoreError(
+                    f"unknown result filter {key!r}",
+                    f"use {', '.join(_RESULT_FILTERS)}, order_by, limit, offset",
+                )
+            clause, cast = _RESULT_FILTERS[key]
+            where.append(clause)
+            try:
+                args.append(cast(value))
+            except (TypeError, ValueError):
+                kind = "text" if cast is str else "finite number"
+                raise StoreError(f"result filter {key}={value!r} is not a {kind}") from None
+        desc = order_by.startswith("-")
+        column = order_by.lstrip("-")
+        if column not in _ORDER_COLUMNS:
+            raise StoreError(f"cannot order results by {order_by!r}", f"use {', '.join(_ORDER_COLUMNS)}")
+        sql = "SELECT cid, info FROM results"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY {column} {'DESC' if desc else 'ASC'}, cid ASC"
+        counts: dict[str, int] = {}
+        for name, value in (("limit", limit), ("offset", offset)):
+            if value is None:
+                continue
+            try:
+                counts[name] = _count(value)
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise StoreError(f"{name} must be an integer from 0 to {MAX_QUERY_INT}, got {value!r} ({exc})") from None
+        if counts:
+            sql += " LIMIT ? OFFSET ?"
+            args += [counts.get("limit", -1), counts.get("offset", 0)]
+        out = []
+        for cid, body in self._read("results", sql, tuple(args)):
+            info = json.loads(body)
+            info["cid"] = cid
+            out.append(info)
+        return out
+
+    # --- pins --------------------------------------------------------------------------------
+
+    def add_pins(self, pins: Iterable[tuple[str, str, bool]]) -> None:
+        """Add pins ``(key, cid text, recursive)``; a recursive pin replaces a direct one, not the reverse."""
+        rows = [(key, cid, int(recursive), time.time()) for key, cid, recursive in pins]
+
+        def run(c: sqlite3.Connection) -> None:
+            for row in rows:
+                c.execute(
+                    "INSERT INTO pins (key, cid, recursive, created) VALUES (?, ?, ?, ?) ON CONFLICT(key) DO UPDATE"
+                    " SET recursive = max(recursive, excluded.recursive)",
+                    row,
+                )
+
+        self._write(run)
+
+    def remove_pin(self, key: str) -> bool:
+        def run(c: sqlite3.Connection) -> bool:
+            before = c.total_changes
+            c.execute("DELETE FROM pins WHERE key = ?", (key,))
+            return c.total_changes > before
+
+        return self._write(run)
+
+    def pins(self) -> list[tuple[str, bool]]:
+        """``(cid text, recursive)`` of every pin, oldest first."""
+        return [(cid, bool(rec)) for cid, rec in self._read("pins", "SELECT cid, recursive FROM pins ORDER BY created, key")]
+
+    def iter_result_cids(self) -> Iterator[str]:
+        for (cid,) in self._read("results", "SELECT cid FROM results ORDER BY cid"):
+            yield cid
