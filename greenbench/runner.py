@@ -11,7 +11,9 @@ Terms:
     window: the interval between two *edges*; its energy is the difference of every meter's
         snapshots. At an *aligned* edge the runner first busy-polls the slowest counter until it
         advances (:meth:`MeterSet.edge`), so the reading is fresh and the window's time runs from that
-        counter update to the next one seen after the work.
+        counter update to the next one seen after the work. A counter that does not advance within three
+        of its periods at an edge (stalled, or this process starved of CPU) may be stale by more than one
+        period: that window is not accepted and is measured again.
     resolution rule: a counter that updates every P seconds is stale by up to P at an edge, so a window
         of N periods can be off by up to 1/N. A window counts as *resolved* only when it spans at least
         ``min_window_periods`` (default 20, :data:`~greenbench.meters.base.MIN_WINDOW_PERIODS`) periods of
@@ -67,6 +69,7 @@ class Edge:
     t_s: float
     snaps: list[Snapshot]
     aligned: bool = False
+    missed: bool = False  # the counter to align to did not advance in time: its reading may be stale by more
 
 
 @dataclass
@@ -153,7 +156,7 @@ class MeterSet:
         if m is not None:
             aligned = bool(m.wait_for_update(3 * update_period_s(m) + 0.002))
             t = clock()
-            return Edge(t, [x.snapshot() for x in self.meters], aligned)
+            return Edge(t, [x.snapshot() for x in self.meters], aligned, missed=not aligned)
         if start:
             snaps = [x.snapshot() for x in self.meters]
             return Edge(clock(), snaps)
@@ -175,7 +178,10 @@ class MeterSet:
             rows.extend(meter_window(m, s0, s1))
         duration = end.t_s - start.t_s
         need = self.need_s(start.aligned and end.aligned)
-        return Window(duration, rows, inner, work_s, duration >= need, need)
+        # an edge whose counter did not advance within three periods may be stale by more than one period, so
+        # the 1/N bound does not hold for this window: it is not accepted (a repeated window is tried instead)
+        ok = duration >= need and not (start.missed or end.missed)
+        return Window(duration, rows, inner, work_s, ok, need)
 
     def repeat_until_resolved(self, once: Callable[[], object]) -> Window:
         """Run ``once()`` back to back inside one window until the window is long enough (see module docstring)."""
@@ -217,9 +223,12 @@ class MeterSet:
                 f"resolution of a counter that updates every {self.slowest_period_s * 1e3:.3g} ms"
             )
             duration_s = need
-        e0 = self.edge(True)
-        sleep(duration_s)
-        e1 = self.edge(False)
+        for _ in range(MAX_LENGTHEN_ATTEMPTS):  # a missed edge may be stale: measure the idle window again
+            e0 = self.edge(True)
+            sleep(duration_s)
+            e1 = self.edge(False)
+            if not (e0.missed or e1.missed):
+                break
         out: dict[str, float] = {}
         for m, s0, s1 in zip(self.meters, e0.snaps, e1.snaps):
             elapsed = s1.t_s - s0.t_s

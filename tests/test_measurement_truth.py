@@ -102,7 +102,7 @@ def test_counter_phases_imply_the_writers_power_and_span_20_periods(tmp_path, mo
         assert all(d * n >= 20 * period for d, n in zip(m["duration_s_samples"], m["inner_repeats_samples"]))
         # J per phase / its duration = the writer's package + dram watts (core is inside the package)
         for jpt, dur in zip(m["j_per_token_samples"], m["duration_s_samples"]):
-            assert jpt * m["tokens"] / dur == pytest.approx(35.0, rel=0.05)
+            assert jpt * m["tokens"] / dur == pytest.approx(35.0, rel=0.05), (phase, m, doc["energy"])
     # llama-tiny's prefill is far shorter than 20 periods: it was repeated inside its window
     assert doc["metrics"]["prefill"]["inner_repeats"] > 1
     # TTFT and tokens/s come from single timings, not from the repeated windows
