@@ -431,7 +431,7 @@ def loads(text: str, source: str = "<profile>") -> Profile:
                 bad = [x for x in value if not isinstance(x, elem) or isinstance(x, bool)]
                 if bad:
                     raise ProfileError(
-                        f"{where(sec, key)}: [{sec}] {key} must be a list of {_TYPE_NAMES[elem]}s, got {bad[0]!r}"
+                        f"{where(sec, key)}: [{sec}] {key} must be a list of {'integers' if elem is int else 'strings'}, got {bad[0]!r}"
                     )
                 value = tuple(value)
             if isinstance(value, int) and not isinstance(value, bool) and float in expected:

@@ -273,11 +273,12 @@ class TorchSession:
         self._logits = None
         self._graph = None
         if graphs:
-            self._graph = capture(torch, self._step, dev, self._reset_step_state)
+            with torch.inference_mode():  # the buffers are inference tensors: update them only in inference mode
+                self._graph = capture(torch, self._step, dev, self._reset_step_state)
 
     # -- the decode step: reads and writes device buffers only (so it can be captured and replayed) -----
     def _step(self) -> None:
-        mask = self._arange <= self._pos
+        mask = self.model.decode_mask(self._arange, self._pos)
         logits = self._forward(self._ids, self._pos, self._k, self._v, prefill=False, mask=mask)
         nxt = logits.argmax(dim=-1)
         self._tokens.index_copy_(1, self._pos, nxt.view(-1, 1))
@@ -353,7 +354,8 @@ class TorchSession:
 
 
 def capture(torch, step: Callable[[], None], device, reset: Callable[[], None], warmup: int = 3):
-    """Capture ``step`` (which must touch device buffers only) in a CUDA graph; returns the graph.
+    """Capture ``step`` (which must touch device buffers only) in a CUDA graph; returns the graph. Call it in
+    ``torch.inference_mode()`` when the buffers are inference tensors.
 
     ``warmup`` eager calls on a side stream first, as PyTorch's CUDA graph notes require (they let cuBLAS and
     the allocator set up outside the capture); ``reset`` runs before them, so they write only where decoding
@@ -362,13 +364,13 @@ def capture(torch, step: Callable[[], None], device, reset: Callable[[], None], 
     reset()
     s = torch.cuda.Stream(device=device)
     s.wait_stream(torch.cuda.current_stream(device))
-    with torch.inference_mode(), torch.cuda.stream(s):
+    with torch.cuda.stream(s):
         for _ in range(warmup):
             step()
     torch.cuda.current_stream(device).wait_stream(s)
     torch.cuda.synchronize(device)
     graph = torch.cuda.CUDAGraph()
-    with torch.inference_mode(), torch.cuda.graph(graph):
+    with torch.cuda.graph(graph):
         step()
     torch.cuda.synchronize(device)
     return graph

@@ -107,6 +107,7 @@ class StaticLlama:
         self.unused = sorted(k for k in got if not k.endswith("rotary_emb.inv_freq"))
         v = tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2])
         self._sdpa_gqa = v >= (2, 5)  # scaled_dot_product_attention(enable_gqa=) is new in torch 2.5
+        self._fused_rms = hasattr(torch.nn.functional, "rms_norm")  # torch >= 2.4
 
     def _check_shapes(self) -> None:
         c = self.cfg
@@ -139,8 +140,23 @@ class StaticLlama:
                     torch.zeros(shape, dtype=self.dtype, device=self.device))
 
     def _rms(self, x, g):
+        if self._fused_rms:  # one kernel where PyTorch fuses it
+            return self.torch.nn.functional.rms_norm(x, (x.shape[-1],), g, self.cfg.rms_eps)
         xf = x.float()
         return (xf * self.torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.cfg.rms_eps)).to(x.dtype) * g
+
+    def rope_tables(self, pos):
+        """``cos`` ``[S, hd]`` (both halves) and ``sin`` ``[S, hd]`` signed ``[-sin, sin]``, in the model dtype, for
+        :meth:`forward`'s ``x * cos + swap_halves(x) * sin`` (= ``[x1 cos - x2 sin, x2 cos + x1 sin]``)."""
+        torch = self.torch
+        ang = pos.float()[:, None] * self.inv_freq[None, :]
+        c, s = ang.cos(), ang.sin()
+        return torch.cat([c, c], -1).to(self.dtype), torch.cat([-s, s], -1).to(self.dtype)
+
+    def decode_mask(self, arange, pos):
+        """The additive attention mask of a decode step at ``pos``: 0 where ``arange <= pos``, else -inf."""
+        torch = self.torch
+        return torch.where(arange <= pos, 0.0, float("-inf")).to(self.dtype)
 
     def forward(self, ids, pos, k_cache, v_cache, *, prefill: bool, mask=None):
         """Logits ``[B, V]`` of the last position of ``ids`` ``[B, S]``.
@@ -150,47 +166,51 @@ class StaticLlama:
             pos: positions ``[S]`` (long, on the device): prefill ``0..S-1``, a decode step ``[p]``.
             k_cache, v_cache: from :meth:`alloc_cache`; prefill writes ``[:S]``, a step writes ``[p]``.
             prefill: attend causally among the new tokens only (the cache before them is empty).
-            mask: decode only: bool ``[1, 1, 1, capacity]``, True where the position may be attended.
+            mask: decode only: :meth:`decode_mask`, ``[1, 1, 1, capacity]``.
+
+        A decode step's attention is written out for grouped heads (query head ``h`` uses key/value head
+        ``h // (nH / kvH)``, as Hugging Face's ``repeat_kv``): scores ``[B, kvH, nH/kvH, capacity]`` from two
+        batched matmuls, softmax in fp32, no copy of the cache.
         """
         torch = self.torch
         F = torch.nn.functional
         c = self.cfg
         B, S = ids.shape
         nH, kvH, hd = c.heads, c.kv_heads, c.head_dim
+        g = nH // kvH
+        half = hd // 2
+        scale = hd ** -0.5
         x = F.embedding(ids, self.embed)
-        ang = pos.float()[:, None] * self.inv_freq[None, :]
-        cos, sin = ang.cos().to(self.dtype), ang.sin().to(self.dtype)
-        gqa = nH != kvH
-        kw = {"enable_gqa": True} if gqa and self._sdpa_gqa else {}
+        cos, sin = self.rope_tables(pos)  # [S, hd]
+        cos, sin = cos[None, :, None, :], sin[None, :, None, :]
         for i in range(c.layers):
             h = self._rms(x, self.ln1[i])
-            q, k, v = F.linear(h, self.wqkv[i]).split([nH * hd, kvH * hd, kvH * hd], dim=-1)
-            q = _rope_t(torch, q.view(B, S, nH, hd).transpose(1, 2), cos, sin)
-            k = _rope_t(torch, k.view(B, S, kvH, hd).transpose(1, 2), cos, sin)
-            v = v.view(B, S, kvH, hd).transpose(1, 2)
+            qkv = F.linear(h, self.wqkv[i])
+            qk = qkv[..., : (nH + kvH) * hd].view(B, S, nH + kvH, hd)
+            swapped = torch.cat([qk[..., half:], qk[..., :half]], dim=-1)
+            qk = torch.addcmul(qk * cos, swapped, sin)  # rotary on the query and key heads at once
+            q = qk[:, :, :nH].transpose(1, 2)  # [B, nH, S, hd]
+            k = qk[:, :, nH:].transpose(1, 2)  # [B, kvH, S, hd]
+            v = qkv[..., (nH + kvH) * hd:].view(B, S, kvH, hd).transpose(1, 2)
             if prefill:
                 k_cache[i, :, :, :S].copy_(k)
                 v_cache[i, :, :, :S].copy_(v)
-                kk, vv, m, causal = k, v, None, S > 1
+                if g > 1 and not self._sdpa_gqa:
+                    k, v = k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1)
+                kw = {"enable_gqa": True} if g > 1 and self._sdpa_gqa else {}
+                a = F.scaled_dot_product_attention(q, k, v, is_causal=S > 1, **kw).transpose(1, 2)
             else:
                 k_cache[i].index_copy_(2, pos, k)
                 v_cache[i].index_copy_(2, pos, v)
-                kk, vv, m, causal = k_cache[i], v_cache[i], mask, False
-            if gqa and not kw:
-                kk = kk.repeat_interleave(nH // kvH, dim=1)
-                vv = vv.repeat_interleave(nH // kvH, dim=1)
-            a = F.scaled_dot_product_attention(q, kk, vv, attn_mask=m, is_causal=causal, **kw)
-            x = x + F.linear(a.transpose(1, 2).reshape(B, S, nH * hd), self.wo[i])
+                qg = q.reshape(B, kvH, g * S, hd)
+                scores = torch.matmul(qg, k_cache[i].transpose(-1, -2)).mul_(scale).add_(mask)
+                p = torch.softmax(scores.float(), dim=-1).to(self.dtype)
+                a = torch.matmul(p, v_cache[i]).view(B, nH, S, hd).transpose(1, 2)
+            x = x + F.linear(a.reshape(B, S, nH * hd), self.wo[i])
             h = self._rms(x, self.ln2[i])
             gate, up = F.linear(h, self.wgu[i]).chunk(2, dim=-1)
             x = x + F.linear(F.silu(gate) * up, self.wdown[i])
         return F.linear(self._rms(x[:, -1], self.norm), self.lm_head)
-
-
-def _rope_t(torch, x, cos, sin):
-    half = x.shape[-1] // 2
-    x1, x2 = x[..., :half], x[..., half:]
-    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
 
 
 def _take(got: dict, name: str):
