@@ -35,11 +35,13 @@ GRAPHS = ("contrib", "standard")
 WORKLOADS = ("inference", "training")
 SCOPES = ("devices", "machine")
 #: [run] keys added after results existed: left out of the digest while at their default, so older digests hold.
-_RUN_DIGEST_DEFAULTS = {"scope": "devices", "min_window_periods": 20, "device": None}
+_RUN_DIGEST_DEFAULTS = {"scope": "devices", "min_window_periods": 20, "device": None, "compile": None}
 #: [generation] keys added later, likewise.
 _GEN_DIGEST_DEFAULTS = {"batch": None}
 DEVICES = ("cpu", "cuda")
+COMPILE_MODES = ("default", "max-autotune")
 TRAIN_DEVICES = ("cpu", "cuda")
+COMPILE_MODES = ("default", "max-autotune")
 TRAIN_PRECISIONS = ("fp32", "bf16")
 SIMULATED_BACKENDS = ("neuromorphic-sim", "optical-sim")
 SIM_CHIPS = ("loihi", "truenorth", "spinnaker", "ideal-ac")  # neuromorphic-sim presets
@@ -104,6 +106,7 @@ class RunSpec:
     meters: tuple[str, ...] | None = None  # explicit meters; default: probe
     scope: str = "devices"  # devices: meter only what the backend uses; machine: every device
     device: str | None = None  # torch backend: cpu or cuda (default: cuda when PyTorch sees a GPU); training too
+    compile: str | None = None  # torch backend: torch.compile the decode step ("default" or "max-autotune")
     min_window_periods: int = 20  # a counter window spans at least this many update periods (greenbench.runner)
 
 
@@ -561,6 +564,8 @@ def _check_values(p: Profile, source: str, lines: dict) -> None:
         err("run", "scope", f"unknown scope {r.scope!r}", f"valid: {', '.join(SCOPES)} (devices: only what the work uses)")
     if r.device is not None and r.device not in DEVICES:
         err("run", "device", f"unknown device {r.device!r}", f"valid: {', '.join(DEVICES)} (the torch backend's device)")
+    if r.compile is not None and r.compile not in COMPILE_MODES:
+        err("run", "compile", f"unknown compile mode {r.compile!r}", f"valid: {', '.join(COMPILE_MODES)}")
     if r.min_window_periods < 1:
         err("run", "min_window_periods", f"min_window_periods must be >= 1, got {r.min_window_periods}",
             "20 keeps a stale counter edge below 5% of a window")

@@ -434,3 +434,28 @@ def test_gpu_run_records_decode_roofline_and_training_mfu(tmp_path):
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     assert doc["workload"]["model"]["device"] == "cuda" and doc["metrics"]["train"]["peak"]["method"] == "datasheet"
+
+
+def test_compile_wraps_the_decode_step(monkeypatch):
+    """[run] compile: the decode step goes through torch.compile (faked: compiling takes seconds) and says so."""
+    seen = {}
+
+    def fake_compile(fn, mode=None, dynamic=None):
+        seen["mode"] = mode
+
+        def wrapped(*a, **k):
+            seen["calls"] = seen.get("calls", 0) + 1
+            return fn(*a, **k)
+
+        return wrapped
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    prof = tiny("torch")
+    prof = dataclasses.replace(prof, run=dataclasses.replace(prof.run, compile="max-autotune"))
+    want = greedy(backend_for(tiny("torch")).prepare(tiny("torch")), 12)
+    s = backend_for(prof).prepare(prof)
+    assert greedy(s, 12) == want
+    assert seen == {"mode": "max-autotune-no-cudagraphs", "calls": 11}
+    assert s.describe()["compile"] == "max-autotune-no-cudagraphs"
+    with pytest.raises(P.ProfileError, match="compile mode"):
+        P.loads('name = "c"\n[model]\nkind = "synthetic-llama"\n[run]\nbackend = "torch"\ncompile = "fast"\n')

@@ -41,7 +41,8 @@ class TorchBackend:
     Args:
         device: ``cpu``/``cuda``; None: the profile's ``[run] device``, else cuda when available.
         graphs: capture the decode step in a CUDA graph on ``cuda`` (False: eager, for comparison).
-        compile: None, or a :data:`COMPILE_MODES` key: ``torch.compile`` the decode step first.
+        compile: None, or a :data:`COMPILE_MODES` key: ``torch.compile`` the decode step first (the profile's
+            ``[run] compile`` wins). Compiling takes seconds to minutes, before the warmup.
     """
 
     name = "torch"
@@ -59,6 +60,7 @@ class TorchBackend:
         """Resolve the device for ``profile`` (``--device``/``[run] device`` over the constructor's, else auto)."""
         torch = import_torch()
         self.device = resolve_device(getattr(profile.run, "device", None) or self.requested, torch.cuda.is_available)
+        self.compile = getattr(profile.run, "compile", None) or self.compile
         return self
 
     def _device(self, profile=None) -> str:
@@ -124,7 +126,7 @@ class TorchBackend:
         info["kv_cache"] = "static"
         info["weight_bytes"] = model.weight_bytes
         step = model.forward
-        if self.compile and device == "cuda":
+        if self.compile:
             step = torch.compile(model.forward, mode=COMPILE_MODES[self.compile], dynamic=False)
             info["compile"] = COMPILE_MODES[self.compile]
         graphs = self.graphs and device == "cuda"
