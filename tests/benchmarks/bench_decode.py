@@ -216,6 +216,32 @@ def start_busy(k: int) -> list:
     return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(k)]
 
 
+def hf_llama_from(m, transformers, torch, device):
+    """A ``transformers.LlamaForCausalLM`` holding exactly the weights of a greenbench ``StaticLlama`` ``m``
+    (its fused q|k|v and gate|up matrices split back), in the same dtype, on ``device``."""
+    from greenbench.models.hf_export import hf_config
+
+    c = m.cfg
+    conf = transformers.LlamaConfig(**{k: v for k, v in hf_config(c).items() if k != "torch_dtype"})
+    with torch.device(device):
+        model = transformers.LlamaForCausalLM(conf)
+    model = model.to(m.dtype).eval()
+    state = {"model.embed_tokens.weight": m.embed, "model.norm.weight": m.norm, "lm_head.weight": m.lm_head}
+    for i in range(c.layers):
+        p = f"model.layers.{i}."
+        q, k, v = m.wqkv[i].split([c.heads * c.head_dim, c.kv_heads * c.head_dim, c.kv_heads * c.head_dim])
+        gate, up = m.wgu[i].chunk(2)
+        state.update({p + "self_attn.q_proj.weight": q, p + "self_attn.k_proj.weight": k,
+                      p + "self_attn.v_proj.weight": v, p + "self_attn.o_proj.weight": m.wo[i],
+                      p + "mlp.gate_proj.weight": gate, p + "mlp.up_proj.weight": up,
+                      p + "mlp.down_proj.weight": m.wdown[i], p + "input_layernorm.weight": m.ln1[i],
+                      p + "post_attention_layernorm.weight": m.ln2[i]})
+    with torch.inference_mode():
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    assert not unexpected and all("rotary" in k for k in missing), (missing, unexpected)
+    return model
+
+
 def bench_torch(profile_name, device, rounds, n_tokens, dtype, batches, compile_mode=None, hf=True, eager=False):
     """greenbench's torch session vs Hugging Face generate on one model (see the module docstring).
 
@@ -226,10 +252,7 @@ def bench_torch(profile_name, device, rounds, n_tokens, dtype, batches, compile_
     from greenbench import profile as P
     from greenbench.backends.torch_backend import TorchBackend
     from greenbench.backends.torch_device import copy_bandwidth, l2_cache_bytes
-    from greenbench.models.config import LlamaConfig
     from greenbench.models.cost import roofline
-    from greenbench.models.hf_export import hf_config
-    from greenbench.models.torch_llama import generated_tensors
 
     prof = P.load(profile_name).with_overrides(backend="torch", device=device)
     if n_tokens:
@@ -240,11 +263,15 @@ def bench_torch(profile_name, device, rounds, n_tokens, dtype, batches, compile_
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     say = lambda m: print("  " + m, file=sys.stderr, flush=True)  # noqa: E731
     t0 = time.perf_counter()
-    variants = {"greenbench": TorchBackend(device)}
+    # One backend (one copy of the weights on the device); the variants differ in how the decode step runs.
+    backend = TorchBackend(device)
+    variants = {"greenbench": dict(graphs=True, compile=None)}
     if eager and device == "cuda":
-        variants["greenbench eager"] = TorchBackend(device, graphs=False)
+        variants["greenbench eager"] = dict(graphs=False, compile=None)
     if compile_mode:
-        variants[f"greenbench compile={compile_mode}"] = TorchBackend(device, compile=compile_mode)
+        variants[f"greenbench compile={compile_mode}"] = dict(graphs=True, compile=compile_mode)
+    first = backend.prepare(prof, progress=say)  # generates the weights once
+    say(f"weights ready ({time.perf_counter() - t0:.1f} s)")
     hf_model = None
     if hf:
         try:
@@ -252,22 +279,18 @@ def bench_torch(profile_name, device, rounds, n_tokens, dtype, batches, compile_
         except ImportError:
             say("transformers is not installed: Hugging Face generate skipped")
         else:
-            cfg = LlamaConfig.from_spec(prof.model)
-            conf = transformers.LlamaConfig(**{k: v for k, v in hf_config(cfg).items() if k != "torch_dtype"})
-            with torch.device(device):
-                hf_model = transformers.LlamaForCausalLM(conf)
-            state = {k: torch.from_numpy(v) for k, v in generated_tensors(cfg)}
-            hf_model.load_state_dict(state, strict=True)
-            del state
-            hf_model = hf_model.to({"bf16": torch.bfloat16, "fp16": torch.float16}.get(prof.model.dtype, torch.float32)).eval()
-            say(f"transformers {transformers.__version__} LlamaForCausalLM loaded ({time.perf_counter() - t0:.1f} s)")
+            hf_model = hf_llama_from(first.model, transformers, torch, device)
+            say(f"transformers {transformers.__version__} LlamaForCausalLM holds the same weights "
+                f"({time.perf_counter() - t0:.1f} s)")
+    first.close()
     bw = copy_bandwidth(torch, device) if device == "cuda" else None
     out = []
     for B in batches:
         p = dataclasses.replace(prof, generation=dataclasses.replace(prof.generation, batch_size=B))
         sessions = {}
-        for name, backend in variants.items():
+        for name, how in variants.items():
             t1 = time.perf_counter()
+            backend.graphs, backend.compile = how["graphs"], how["compile"]
             sessions[name] = backend.prepare(p, progress=say)
             say(f"{name}: prepared batch {B} in {time.perf_counter() - t1:.1f} s ({sessions[name].describe()['decode']})")
         prompt = next(iter(sessions.values())).prompt_ids
