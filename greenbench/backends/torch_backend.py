@@ -27,7 +27,7 @@ import json
 from pathlib import Path
 from typing import Callable, Optional
 
-from greenbench.backends.torch_device import copy_bandwidth, device_scope, import_torch, l2_cache_bytes, resolve_device
+from greenbench.backends.torch_device import copy_bandwidth, device_scope, import_torch, resolve_device
 from greenbench.errors import BackendError
 
 #: ``compile`` choices: torch.compile the decode step before capturing it (inductor's own CUDA graphs stay
@@ -274,6 +274,8 @@ class TorchSession:
             self._k, self._v = model.alloc_cache(B, cap)
         self._logits = None
         self._graph = None
+        if dev.type == "cuda":  # the runner's roofline takes this GPU's ceilings, not the CPU's
+            self.ceilings = lambda: gpu_ceilings(torch, str(dev), self._info.get("dtype"))
         if graphs:
             with torch.inference_mode():  # the buffers are inference tensors: update them only in inference mode
                 self._graph = capture(torch, self._step, dev, self._reset_step_state)
@@ -345,11 +347,6 @@ class TorchSession:
     def describe(self) -> dict:
         return dict(self._info)
 
-    def device_roofline(self, decode: dict, cost: dict, say=None) -> bool:
-        """On a GPU: ``roofline_fraction`` against this GPU's copy bandwidth (fills ``decode``); False on the CPU,
-        where the runner's DRAM probe applies."""
-        return gpu_roofline(self.torch, str(self.model.device), decode, cost, say)
-
     def close(self) -> None:
         self._graph = None
         self._k = self._v = self._tokens = self._logits = None
@@ -378,29 +375,18 @@ def capture(torch, step: Callable[[], None], device, reset: Callable[[], None], 
     return graph
 
 
-def gpu_roofline(torch, device: str, decode: dict, cost: dict, say=None, probe=copy_bandwidth) -> bool:
-    """Fill ``decode``'s ``roofline_fraction`` against the GPU's measured copy bandwidth (see
-    :mod:`greenbench.backends.torch_device`). Returns False (nothing done) when ``device`` is not a GPU."""
-    if not device.startswith("cuda"):
-        return False
-    from greenbench.models.cost import roofline
+def gpu_ceilings(torch, device: str, dtype: str | None, probe=copy_bandwidth) -> dict:
+    """The roofline's ceilings on a GPU (the runner's ``session.ceilings()``): memory bandwidth from a
+    device-to-device copy measured now (:func:`greenbench.backends.torch_device.copy_bandwidth`), compute from
+    the datasheet's dense rate for the dtype (:func:`greenbench.workloads.peak.gpu_peak`; None, with a note,
+    where the table has no rate, e.g. fp16)."""
+    from greenbench.workloads.peak import gpu_peak
 
-    l2 = l2_cache_bytes(torch)
-    if cost["bytes_per_token"] <= l2:
-        decode["roofline_note"] = (
-            f"not computed: {cost['bytes_per_token'] / 2**20:.3g} MiB per token fits in the GPU's "
-            f"{l2 / 2**20:.3g} MiB L2 cache, so memory bandwidth does not bound decode")
-        return True
-    if say:
-        say("measuring GPU memory bandwidth (device-to-device copy) for the roofline")
     bw = probe(torch, device)
-    if not bw.get("bytes_per_s"):
-        decode["roofline_note"] = "not computed: the copy probe measured no time"
-        return True
-    decode["memory_bandwidth_bytes_per_s"] = bw["bytes_per_s"]
-    decode["memory_bandwidth_method"] = bw["method"]
-    decode["roofline_fraction"] = roofline(cost, decode["tokens_per_s"], bw["bytes_per_s"])
-    return True
+    pk = gpu_peak(torch.cuda.get_device_name(), dtype or "fp32")
+    flops = pk.get("flops_per_s")
+    return {"memory_bytes_per_s": bw["bytes_per_s"], "peak_macs_per_s": flops / 2 if flops else None,
+            "memory": bw, "compute": pk}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -454,6 +440,8 @@ class HFSession:
             raise BackendError(f"prompt ({S} tokens) + max_new_tokens ({self.max_new_tokens}) exceeds the model's "
                                f"context length ({max_len})", "use a shorter prompt or lower --max-new-tokens")
         dev = next(model.parameters()).device
+        if dev.type == "cuda":
+            self.ceilings = lambda: gpu_ceilings(torch, str(dev), self._info.get("dtype"))
         self._ids = torch.tensor([self.prompt_ids] * self.batch_size, dtype=torch.long, device=dev)
         self._S, self._past, self._len = S, None, 0
 
@@ -497,9 +485,6 @@ class HFSession:
 
     def describe(self) -> dict:
         return dict(self._info)
-
-    def device_roofline(self, decode: dict, cost: dict, say=None) -> bool:
-        return gpu_roofline(self.torch, str(self._ids.device), decode, cost, say)
 
     def close(self) -> None:
         self._past = None
