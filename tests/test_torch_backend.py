@@ -461,3 +461,14 @@ def test_compile_wraps_the_decode_step(monkeypatch):
     assert s.describe()["compile"] == "max-autotune-no-cudagraphs"
     with pytest.raises(P.ProfileError, match="compile mode"):
         P.loads('name = "c"\n[model]\nkind = "synthetic-llama"\n[run]\nbackend = "torch"\ncompile = "fast"\n')
+
+
+def test_help_and_the_meters_plan_for_torch():
+    import subprocess
+
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom greenbench.cli import app\n"
+            "r = CliRunner().invoke(app, ['run', '--help'])\nassert r.exit_code == 0 and '--device' in r.output\n"
+            "assert 'torch' not in sys.modules, 'greenbench run --help imported torch'\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    scope = device_scope("torch")  # greenbench meters --backend torch: the default device here
+    assert scope.cpu and (bool(scope.gpus) == torch.cuda.is_available())

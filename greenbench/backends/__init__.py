@@ -58,6 +58,13 @@ def device_scope(name: str, *, kind: str = "devices", backend=None, device_id: i
         return Scope(cpu=False)
     if name == "cuda":  # onnxruntime's CUDA provider names its GPU by ordinal only (it reports no UUID)
         return Scope(cpu=True, gpus=(GpuRef(device_id),))
+    if name == "torch":  # its default device: the GPU when PyTorch sees one
+        from greenbench.backends.torch_backend import TorchBackend
+
+        try:
+            return TorchBackend().devices()
+        except BackendError:  # no torch here: the backend cannot run, and would use no GPU
+            return Scope(cpu=True)
     return Scope(cpu=True)
 
 
