@@ -63,15 +63,13 @@ class TorchBackend:
         self.compile = getattr(profile.run, "compile", None) or self.compile
         return self
 
-    def _device(self, profile=None) -> str:
-        if self.device is None:
-            self.bind(profile) if profile is not None else setattr(
-                self, "device", resolve_device(self.requested, import_torch().cuda.is_available))
-        return self.device
-
     def devices(self):
-        """The devices the work uses: the CPU, and on cuda the GPU by its NVML UUID."""
-        return device_scope(import_torch(), self._device())
+        """The devices the work uses: the CPU, and on cuda the GPU by its NVML UUID (the device :meth:`bind`
+        resolved, else the constructor's or the default)."""
+        torch = import_torch()
+        if self.device is None:
+            self.device = resolve_device(self.requested, torch.cuda.is_available)
+        return device_scope(torch, self.device)
 
     def prepare(self, profile, progress: Optional[Callable[[str], None]] = None):
         """Load the model's weights on the device and allocate the KV cache and every buffer.

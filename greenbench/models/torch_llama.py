@@ -154,9 +154,10 @@ class StaticLlama:
         return torch.cat([c, c], -1).to(self.dtype), torch.cat([-s, s], -1).to(self.dtype)
 
     def decode_mask(self, arange, pos):
-        """The additive attention mask of a decode step at ``pos``: 0 where ``arange <= pos``, else -inf."""
-        torch = self.torch
-        return torch.where(arange <= pos, 0.0, float("-inf")).to(self.dtype)
+        """The additive attention mask of a decode step at ``pos``: 0 where ``arange <= pos``, else -inf (device
+        ops only, so it is captured with the step)."""
+        mask = self.torch.zeros(arange.shape, dtype=self.dtype, device=arange.device)
+        return mask.masked_fill_(arange > pos, float("-inf"))
 
     def forward(self, ids, pos, k_cache, v_cache, *, prefill: bool, mask=None):
         """Logits ``[B, V]`` of the last position of ``ids`` ``[B, S]``.

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Run HERE (a machine with pip and network to PyPI) before a device check: puts into DIR (default .gpu-wheels)
-# the wheels the lent GPU machine lacks, for its Python 3.12 (shared/gpu-machine.md), plus greenbench's own
-# wheel. Then run the check with DIR carried:  run(command="bash tests/gpu/device_check.sh .gpu-wheels",
-# carry=[".gpu-wheels"]). About 15 MB.
+# the wheels the lent GPU machine lacks, for its Python 3.12 (shared/gpu-machine.md); greenbench itself runs from
+# the carried checkout. Then run the check with DIR carried:  run(command="bash tests/gpu/device_check.sh .gpu-wheels",
+# carry=[".gpu-wheels"]). About 14 MB.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DIR=${1:-.gpu-wheels}
@@ -12,7 +12,5 @@ rm -rf "$DIR" && mkdir -p "$DIR"
 python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
   --platform any -d "$DIR" codecarbon pycountry platformdirs cryptography cffi pycparser starlette uvicorn
-python3 -m pip wheel --quiet --no-deps --no-build-isolation . -w "$DIR" 2>/dev/null \
-  || python3 -m pip wheel --quiet --no-deps . -w "$DIR"
 ls -la "$DIR"
 du -sh "$DIR"
