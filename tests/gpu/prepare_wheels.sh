@@ -11,6 +11,6 @@ rm -rf "$DIR" && mkdir -p "$DIR"
 # onnx, onnxruntime, tokenizers, httpx, pytest, hypothesis, jinja2; greenbench needs these besides:
 python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-  --platform any -d "$DIR" codecarbon pycountry platformdirs cryptography cffi pycparser starlette uvicorn
+  --platform any -d "$DIR" codecarbon pycountry platformdirs cryptography cffi pycparser starlette uvicorn httptools
 ls -la "$DIR"
 du -sh "$DIR"
