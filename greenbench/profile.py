@@ -30,13 +30,18 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 MODEL_KINDS = ("synthetic-llama",)
-DTYPES = ("fp32", "fp16", "int4")
+DTYPES = ("fp32", "fp16", "int4", "bf16")  # bf16: the torch backend only; int4: onnxruntime only
 GRAPHS = ("contrib", "standard")
 WORKLOADS = ("inference", "training")
 SCOPES = ("devices", "machine")
 #: [run] keys added after results existed: left out of the digest while at their default, so older digests hold.
-_RUN_DIGEST_DEFAULTS = {"scope": "devices", "min_window_periods": 20}
+_RUN_DIGEST_DEFAULTS = {"scope": "devices", "min_window_periods": 20, "device": None, "compile": None}
+#: [generation] keys added later, likewise.
+_GEN_DIGEST_DEFAULTS = {"batch": None}
+DEVICES = ("cpu", "cuda")
+COMPILE_MODES = ("default", "max-autotune")
 TRAIN_DEVICES = ("cpu", "cuda")
+COMPILE_MODES = ("default", "max-autotune")
 TRAIN_PRECISIONS = ("fp32", "bf16")
 SIMULATED_BACKENDS = ("neuromorphic-sim", "optical-sim")
 SIM_CHIPS = ("loihi", "truenorth", "spinnaker", "ideal-ac")  # neuromorphic-sim presets
@@ -79,8 +84,15 @@ class PromptSpec:
 
 @dataclass(frozen=True)
 class GenerationSpec:
+    """``[generation]``: greedy tokens per repeat and rows per step.
+
+    ``batch = [1, 4, 16, 64]`` makes the profile a *batch sweep*: one run measures each batch size in turn and
+    writes one result per size (:meth:`Profile.sweep`); ``batch_size`` is then ignored.
+    """
+
     max_new_tokens: int = 32
     batch_size: int = 1
+    batch: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +105,8 @@ class RunSpec:
     idle_s: float = 0.0  # idle-baseline seconds before the run (0 disables)
     meters: tuple[str, ...] | None = None  # explicit meters; default: probe
     scope: str = "devices"  # devices: meter only what the backend uses; machine: every device
+    device: str | None = None  # torch backend: cpu or cuda (default: cuda when PyTorch sees a GPU); training too
+    compile: str | None = None  # torch backend: torch.compile the decode step ("default" or "max-autotune")
     min_window_periods: int = 20  # a counter window spans at least this many update periods (greenbench.runner)
 
 
@@ -197,17 +211,29 @@ class Profile:
                 d["run"].pop(key)
         if d["model"].get("dtype") != "int4":
             d["model"].pop("int4_accuracy_level")  # meaningless without int4 weights: older digests hold
+        for key, default in _GEN_DIGEST_DEFAULTS.items():
+            if d["generation"].get(key) == default:
+                d["generation"].pop(key)
         return _jsonable(d)
 
     @property
     def digest(self) -> str:
         return "sha256:" + hashlib.sha256(canonical_bytes(self.resolved())).hexdigest()
 
+    def sweep(self) -> list["Profile"]:
+        """The profiles a run measures: one per ``[generation] batch`` entry (its ``batch_size``, ``batch``
+        cleared), or this profile alone."""
+        g = self.generation
+        if not g.batch:
+            return [self]
+        return [dataclasses.replace(self, generation=dataclasses.replace(g, batch_size=b, batch=None)) for b in g.batch]
+
     def with_overrides(self, **over: Any) -> "Profile":
-        """Apply CLI overrides: backend, repeats, warmup, max_new_tokens, region, threads, idle_s, meters."""
+        """Apply CLI overrides: backend, repeats, warmup, max_new_tokens, region, threads, idle_s, meters, device,
+        batch (a list: one entry sets ``batch_size``, several make a sweep)."""
         p = self
         run_keys = {"backend", "repeats", "warmup", "threads", "idle_s", "meters", "workload", "scope",
-                    "min_window_periods"}
+                    "min_window_periods", "device"}
         for key, value in over.items():
             if value is None:
                 continue
@@ -219,6 +245,15 @@ class Profile:
                 p = dataclasses.replace(p, generation=dataclasses.replace(p.generation, max_new_tokens=value))
             elif key == "batch_size":
                 p = dataclasses.replace(p, generation=dataclasses.replace(p.generation, batch_size=value))
+            elif key == "batch":
+                sizes = tuple(int(b) for b in value)
+                if not sizes:
+                    continue
+                if len(sizes) == 1:
+                    gen = dataclasses.replace(p.generation, batch_size=sizes[0], batch=None)
+                else:
+                    gen = dataclasses.replace(p.generation, batch=sizes)
+                p = dataclasses.replace(p, generation=gen)
             elif key in ("region", "pue"):
                 p = dataclasses.replace(p, carbon=dataclasses.replace(p.carbon, **{key: value}))
             else:
@@ -399,7 +434,7 @@ def loads(text: str, source: str = "<profile>") -> Profile:
                 bad = [x for x in value if not isinstance(x, elem) or isinstance(x, bool)]
                 if bad:
                     raise ProfileError(
-                        f"{where(sec, key)}: [{sec}] {key} must be a list of {_TYPE_NAMES[elem]}s, got {bad[0]!r}"
+                        f"{where(sec, key)}: [{sec}] {key} must be a list of {'integers' if elem is int else 'strings'}, got {bad[0]!r}"
                     )
                 value = tuple(value)
             if isinstance(value, int) and not isinstance(value, bool) and float in expected:
@@ -495,6 +530,15 @@ def _check_values(p: Profile, source: str, lines: dict) -> None:
         err("generation", "max_new_tokens", f"max_new_tokens must be >= 1, got {g.max_new_tokens}")
     if g.batch_size < 1:
         err("generation", "batch_size", f"batch_size must be >= 1, got {g.batch_size}")
+    if g.batch is not None:
+        if not g.batch:
+            err("generation", "batch", "[generation] batch is empty", "list the batch sizes to sweep, e.g. [1, 4, 16]")
+        bad = [b for b in g.batch if b < 1]
+        if bad:
+            err("generation", "batch", f"[generation] batch sizes must be >= 1, got {bad[0]}")
+        if len(set(g.batch)) != len(g.batch):
+            err("generation", "batch", f"[generation] batch lists a size twice: {list(g.batch)}",
+                "each size is measured once; remove the repeat")
     if m.kind:
         n_prompt = len(pr.token_ids) if pr.token_ids is not None else (pr.length or 16)
         if pr.text is None and n_prompt + g.max_new_tokens > m.max_seq_len:
@@ -518,11 +562,18 @@ def _check_values(p: Profile, source: str, lines: dict) -> None:
         err("run", "workload", f"unknown workload {r.workload!r}", f"valid: {', '.join(WORKLOADS)}")
     if r.scope not in SCOPES:
         err("run", "scope", f"unknown scope {r.scope!r}", f"valid: {', '.join(SCOPES)} (devices: only what the work uses)")
+    if r.device is not None and r.device not in DEVICES:
+        err("run", "device", f"unknown device {r.device!r}", f"valid: {', '.join(DEVICES)} (the torch backend's device)")
+    if r.compile is not None and r.compile not in COMPILE_MODES:
+        err("run", "compile", f"unknown compile mode {r.compile!r}", f"valid: {', '.join(COMPILE_MODES)}")
     if r.min_window_periods < 1:
         err("run", "min_window_periods", f"min_window_periods must be >= 1, got {r.min_window_periods}",
             "20 keeps a stale counter edge below 5% of a window")
     if r.workload == "training":
         t = p.train
+        if g.batch is not None:
+            err("generation", "batch", "[generation] batch sweeps inference; a training run has one [train] batch_size",
+                "remove [generation] batch, or run one profile per [train] batch_size")
         for key in ("steps", "seq_len", "batch_size"):
             if getattr(t, key) < 1:
                 err("train", key, f"[train] {key} must be >= 1, got {getattr(t, key)}")

@@ -507,8 +507,7 @@ def run_profile(
         profile: a loaded :class:`greenbench.profile.Profile` (CLI overrides already applied).
         meters: the meters to use (opened and closed here); default: :func:`greenbench.meters.select`
             on ``profile.run.meters`` within the backend's device scope.
-        backend: a Backend for inference; default: :func:`greenbench.backends.get_backend` on
-            ``profile.run.backend``.
+        backend: the backend (inference or training); default: :func:`greenbench.backends.backend_for`.
         warnings: warnings so far (e.g. from meter selection); recorded in the result.
         progress: called as ``progress(description, measured repeats completed, repeats)`` between repeats,
             never inside a window (warmup repeats show in the description only).
@@ -523,6 +522,10 @@ def run_profile(
     from greenbench.profile import SIMULATED_BACKENDS
 
     training = profile.run.workload == "training"
+    if backend is None:
+        from greenbench.backends import backend_for
+
+        backend = backend_for(profile)  # training: the PyTorch trainer on the device the backend names
     if scope is None:
         scope = device_scope(profile.run.backend, kind=profile.run.scope, backend=backend)
     if meters is None and profile.run.backend in SIMULATED_BACKENDS:
@@ -532,27 +535,9 @@ def run_profile(
 
         meters, meter_warnings = select(list(profile.run.meters) if profile.run.meters else None, scope=scope)
         warnings.extend(meter_warnings)
-    if training:
-        if profile.run.backend != "cpu":
-            from greenbench.errors import BackendError
-
-            raise BackendError(
-                f"the training workload runs on the cpu backend only in this version (got {profile.run.backend!r})",
-                "use --backend cpu",
-            )
-        from greenbench.workloads.training import TrainingSession
-
-        say(f"building {profile.name} for training (PyTorch)")
-        session = TrainingSession(profile, threads=profile.run.threads)
-        backend_name = "cpu"
-    else:
-        if backend is None:
-            from greenbench.backends import get_backend
-
-            backend = get_backend(profile.run.backend)
-        say(f"preparing {profile.name} on {backend.name}")
-        session = backend.prepare(profile, progress=say)
-        backend_name = backend.name
+    say(f"preparing {profile.name} on {backend.name}")
+    session = backend.prepare(profile, progress=say)
+    backend_name = backend.name
 
     try:
         return _measure_session(

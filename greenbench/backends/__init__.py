@@ -3,8 +3,10 @@
 A *backend* turns a profile into a prepared :class:`InferenceSession` (model built or loaded, one
 runtime session, buffers allocated once); the runner then measures energy windows around
 ``prefill`` and ``decode``. ``cpu`` and ``cuda`` run onnxruntime (CPU / CUDA execution provider);
+``torch`` runs the same models in PyTorch on the CPU or a CUDA GPU (:mod:`greenbench.backends.torch_backend`);
 ``neuromorphic-sim`` and ``optical-sim`` run the ``cpu`` model and simulate the energy
-(:mod:`greenbench.backends.simulated`).
+(:mod:`greenbench.backends.simulated`). Training is PyTorch whatever the backend: ``cpu`` trains on the CPU,
+``cuda`` on the GPU, ``torch`` on its device (:func:`backend_for`).
 
 To add a backend, add its name and ``"module:factory"`` to ``_REGISTRY``; the factory takes no
 arguments and may raise :class:`~greenbench.errors.BackendError` when the backend cannot be used here.
@@ -28,6 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
 _REGISTRY: dict[str, str] = {
     "cpu": "greenbench.backends.ort:cpu_backend",
     "cuda": "greenbench.backends.ort:cuda_backend",
+    "torch": "greenbench.backends.torch_backend:TorchBackend",
     "neuromorphic-sim": "greenbench.backends.simulated:neuromorphic_backend",
     "optical-sim": "greenbench.backends.simulated:optical_backend",
 }
@@ -55,6 +58,13 @@ def device_scope(name: str, *, kind: str = "devices", backend=None, device_id: i
         return Scope(cpu=False)
     if name == "cuda":  # onnxruntime's CUDA provider names its GPU by ordinal only (it reports no UUID)
         return Scope(cpu=True, gpus=(GpuRef(device_id),))
+    if name == "torch":  # its default device: the GPU when PyTorch sees one
+        from greenbench.backends.torch_backend import TorchBackend
+
+        try:
+            return TorchBackend().devices()
+        except BackendError:  # no torch here: the backend cannot run, and would use no GPU
+            return Scope(cpu=True)
     return Scope(cpu=True)
 
 
@@ -101,3 +111,32 @@ def get_backend(name: str) -> Backend:
         raise BackendError(f"unknown backend {name!r}", f"{hint}valid backends: {', '.join(BACKENDS)}")
     module, factory = target.split(":")
     return getattr(importlib.import_module(module), factory)()
+
+
+def backend_for(profile):
+    """The backend object for a profile (CLI overrides applied), ready for :func:`device_scope` and ``prepare``.
+
+    Inference: :func:`get_backend` on ``[run] backend``, bound to the profile (``bind(profile)``: the torch
+    backend resolves its device there). Training: the PyTorch trainer on the device the backend names
+    (:func:`greenbench.workloads.training.training_backend`).
+
+    Raises:
+        BackendError: as :func:`get_backend`; a device the backend does not run on (``--device cuda`` with
+            ``--backend cpu``).
+    """
+    run = profile.run
+    device = getattr(run, "device", None)
+    if run.workload == "training":
+        from greenbench.workloads.training import training_backend
+
+        return training_backend(profile)
+    if device is not None and run.backend in ("cpu", "cuda") and device != run.backend:
+        raise BackendError(
+            f"--device {device} does not apply to onnxruntime's {run.backend!r} backend, which runs on {run.backend}",
+            f"use --backend torch --device {device}, or --backend {device}",
+        )
+    if device is not None and run.backend in _SIMULATED:
+        raise BackendError(f"--device does not apply to the simulated backend {run.backend!r}", "drop --device")
+    backend = get_backend(run.backend)
+    bind = getattr(backend, "bind", None)
+    return bind(profile) if callable(bind) else backend

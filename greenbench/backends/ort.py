@@ -134,10 +134,15 @@ class OrtBackend:
         from greenbench.models.config import LlamaConfig
         from greenbench.models.cost import decode_cost, graph_cost
         from greenbench.models.loader import decoder_io, load_tokenizer, open_export_dir
-        from greenbench.workloads.inference import DecoderSession
+        from greenbench.workloads.inference import DecoderSession, resolve_prompt
 
         spec = profile.model
         cfg = None
+        if spec.kind and spec.dtype == "bf16":
+            raise BackendError(
+                f"[model] dtype bf16 runs on the torch backend only, not on onnxruntime's {self.name!r}",
+                "use --backend torch, or dtype fp32/fp16/int4 with onnxruntime",
+            )
         if spec.kind:
             try:
                 cfg = LlamaConfig.from_spec(spec)
@@ -163,23 +168,9 @@ class OrtBackend:
             )
         io = decoder_io(sess.get_inputs(), sess.get_outputs(), export)
 
-        pr = profile.prompt
-        if pr.token_ids is not None:
-            prompt = list(pr.token_ids)
-        elif pr.text is not None:
-            if export.source == "generated":
-                raise BackendError(
-                    "[prompt] text needs a tokenizer, and generated models have none",
-                    "use [prompt] token_ids = [...] or length = N with a generated model",
-                )
-            prompt = load_tokenizer(export).encode(pr.text).ids
-            if not prompt:
-                raise BackendError("[prompt] text encodes to no tokens", "give a non-empty text")
-        else:
-            n = pr.length or 16
-            if io.vocab is None:
-                raise BackendError("[prompt] length needs the vocabulary size, which the model does not declare")
-            prompt = np.random.default_rng(pr.seed).integers(0, io.vocab, n).tolist()
+        gen = export.source == "generated"
+        prompt = resolve_prompt(profile.prompt, vocab=io.vocab,
+                                encode=None if gen else (lambda text: load_tokenizer(export).encode(text).ids))
 
         B, n_new = profile.generation.batch_size, profile.generation.max_new_tokens
         context = len(prompt) + (n_new + 1) // 2  # mean context length over the decode steps

@@ -403,3 +403,27 @@ def comparison(report: dict) -> None:
                 console().print(escape(r["sentence"]), soft_wrap=True, highlight=False)
     for w in report["warnings"]:
         warn(w)
+
+
+def sweep_summary(docs: list[dict]) -> None:
+    """A batch sweep in one table: per batch size, decode J/token against tokens/s (all rows), TTFT, roofline."""
+    from greenbench.sweep import curve
+
+    if not docs:
+        return
+    d0 = docs[0]
+    label = {"counter": "measured (counter)", "estimate": "ESTIMATED", "simulated": "SIMULATED"}
+    rows = []
+    for p in curve(docs):
+        rf = p["roofline_fraction"]
+        rows.append([p["batch_size"], fmt_si(p["j_per_token"], "J"),
+                     "-" if p["tokens_per_s"] is None else f"{p['tokens_per_s']:.1f}", fmt_si(p["ttft_s"], "s"),
+                     "-" if rf is None else f"{rf:.3g}", label.get(p["method"], p["method"])])
+    table(
+        f"{d0['profile']['name']} on {d0['backend']}: batch sweep",
+        [("batch", "right", "keep"), ("decode J/token", "right", "keep"), ("decode tokens/s", "right", "keep"),
+         ("TTFT", "right", "keep"), ("roofline", "right", "keep"), ("energy method", "left", "keep")],
+        rows,
+        caption="tokens/s counts every row of the batch; each batch size is its own result (its own workload.digest)",
+        overflow="fold",
+    )

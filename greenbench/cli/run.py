@@ -37,7 +37,9 @@ def _check_out_dir(out: Path) -> None:
 
 def run(
     profile: str = typer.Argument(..., help="A built-in profile name (see `greenbench profiles`) or a path to a .toml file."),
-    backend: Optional[str] = typer.Option(None, "--backend", help="Backend: cpu, cuda, neuromorphic-sim or optical-sim (overrides the profile)."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="Backend: cpu, cuda (onnxruntime), torch (PyTorch), neuromorphic-sim or optical-sim (overrides the profile). Training: cpu, cuda or torch."),
+    device: Optional[str] = typer.Option(None, "--device", help="torch backend and training: cpu or cuda (default: cuda when PyTorch sees a GPU)."),
+    batch: Optional[List[int]] = typer.Option(None, "--batch", min=1, help="Batch size; repeat it (--batch 1 --batch 16) to sweep, one result per size."),
     repeats: Optional[int] = typer.Option(None, "--repeats", min=1, help="Measured repeats (overrides the profile)."),
     warmup: Optional[int] = typer.Option(None, "--warmup", min=0, help="Unmeasured warmup repeats."),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1, help="Tokens to generate per repeat."),
@@ -47,9 +49,12 @@ def run(
     idle: Optional[float] = typer.Option(None, "--idle", min=0.0, help="Seconds of idle-baseline measurement before the run (0 disables)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Intra-op threads (default: physical cores)."),
     out: Path = typer.Option(Path("results"), "--out", help="Directory for the result document."),
-    json_out: bool = typer.Option(False, "--json", help="Print the result document on stdout (nothing else on stdout)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result document on stdout (nothing else on stdout); a batch sweep prints a JSON array of its results."),
 ) -> None:
-    """Benchmark a profile: joules per token for prefill and decode, TTFT, tokens/s, carbon."""
+    """Benchmark a profile: joules per token for prefill and decode, TTFT, tokens/s, carbon.
+
+    A batch sweep (--batch given more than once, or [generation] batch = [...]) measures each size in turn and
+    writes one result per size."""
     from greenbench import profile as profile_mod
     from greenbench import results
     from greenbench.cli import render
@@ -65,17 +70,17 @@ def run(
         idle_s=idle,
         threads=threads,
         scope=scope,
+        device=device,
+        batch=batch or None,
     )
     _check_out_dir(out)
     from greenbench.carbon import check_settings
 
     check_settings(prof.carbon.region, prof.carbon.pue)  # a bad region or PUE fails now, not after the benchmark
 
-    backend_obj = None
-    if prof.run.workload == "inference":  # an unknown or unusable backend fails before anything else happens
-        from greenbench.backends import get_backend
+    from greenbench.backends import backend_for
 
-        backend_obj = get_backend(prof.run.backend)
+    backend_obj = backend_for(prof)  # an unknown or unusable backend or device fails before anything else happens
 
     from greenbench.backends import device_scope
 
@@ -95,38 +100,56 @@ def run(
         for w in warnings:
             render.warn(w)
 
+    points = prof.sweep()
     total = prof.run.repeats  # measured repeats; warmup shows in the bar's label
-    try:
+    docs: list[dict] = []
+
+    def run_one(point) -> dict:
         # The progress bar appears with the first repeat, after the model is built and loaded, so status
         # lines and errors while preparing are not mixed into it.
+        label = point.name if len(points) == 1 else f"{point.name} batch {point.generation.batch_size}"
         with contextlib.ExitStack() as stack:
             state = {"advance": None, "done": 0}
 
             def progress(desc: str, completed: int, _total: int) -> None:
                 if state["advance"] is None:
-                    state["advance"] = stack.enter_context(render.progress(prof.name, total=total))
-                state["advance"](completed - state["done"], description=f"{prof.name}: {desc}")
+                    state["advance"] = stack.enter_context(render.progress(label, total=total))
+                state["advance"](completed - state["done"], description=f"{label}: {desc}")
                 state["done"] = completed
 
-            doc = run_profile(
-                prof, meters=meters, backend=backend_obj, warnings=warnings, progress=progress, status=render.info,
-                scope=scope_obj,
+            return run_profile(
+                point, meters=meters, backend=backend_obj, warnings=warnings, progress=progress,
+                status=render.info, scope=scope_obj,
             )
-    except KeyboardInterrupt:
-        render.warn("interrupted before any repeat was measured; nothing written")
-        raise typer.Exit(130)
-    if doc.get("partial") and not doc["workload"].get("repeats_completed"):
-        render.warn(f"{doc.get('partial_reason')}: no repeat was measured, so nothing was written")
+
+    from greenbench.sweep import run_sweep
+
+    def stop(message: str) -> None:
+        if docs:
+            message += f" ({len(docs)} of {len(points)} batch sizes were measured and written)"
+        render.warn(message)
         raise typer.Exit(130)
 
-    path = results.write(doc, out)
-    if json_out:
-        render.print_json_bytes(results.canonical_bytes(doc))
-    else:
-        render.result_summary(doc)
-    render.info(f"wrote {path}")
-    if doc.get("partial"):
-        render.warn(f"partial result: {doc.get('partial_reason')}")
+    try:
+        for doc in run_sweep(prof, run_one):
+            if doc.get("partial") and not doc["workload"].get("repeats_completed"):
+                stop(f"{doc.get('partial_reason')}: no repeat was measured, so nothing was written")
+            path = results.write(doc, out)
+            docs.append(doc)
+            if json_out and len(points) == 1:
+                render.print_json_bytes(results.canonical_bytes(doc))
+            elif not json_out:
+                render.result_summary(doc)
+            render.info(f"wrote {path}")
+    except KeyboardInterrupt:
+        stop("interrupted before any repeat" + (" of the next batch size" if docs else "") + " was measured; "
+             "nothing " + ("more " if docs else "") + "written")
+    if len(points) > 1 and json_out:  # a sweep: one JSON array of its results
+        render.print_json_bytes(b"[" + b",".join(results.canonical_bytes(d) for d in docs) + b"]")
+    elif len(points) > 1:
+        render.sweep_summary(docs)
+    if docs and docs[-1].get("partial"):
+        render.warn(f"partial result: {docs[-1].get('partial_reason')}")
         raise typer.Exit(130)
 
 

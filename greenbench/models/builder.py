@@ -104,6 +104,8 @@ def build_model(cfg: LlamaConfig, out_dir: str | os.PathLike, *, symbolic_kv_dim
     """
     from onnx import TensorProto, helper
 
+    if cfg.dtype not in ("fp32", "fp16", "int4"):
+        raise ValueError(f"the ONNX builder writes fp32, fp16 and int4 models, not {cfg.dtype!r} (bf16 runs on torch)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     w = make_weights(cfg)

@@ -38,7 +38,7 @@ class LlamaConfig:
     rope_theta: float = 10000.0
     max_seq_len: int = 512
     seed: int = 0
-    dtype: str = "fp32"  # fp32 | fp16 | int4 (int4 weights via MatMulNBits, fp32 activations)
+    dtype: str = "fp32"  # fp32 | fp16 | int4 (int4 weights via MatMulNBits, fp32 activations) | bf16 (torch only)
     graph: str = "contrib"  # contrib | standard
     int4_block_size: int = 32
     int4_accuracy_level: int = 4  # MatMulNBits accuracy_level: 4 = int8 compute (how CPUs run int4), 0 = exact fp32
@@ -50,7 +50,7 @@ class LlamaConfig:
             raise ValueError(f"heads ({self.heads}) must be a multiple of kv_heads ({self.kv_heads})")
         if self.head_dim % 2:
             raise ValueError(f"head_dim ({self.head_dim}) must be even for rotary embeddings")
-        if self.dtype not in ("fp32", "fp16", "int4"):
+        if self.dtype not in ("fp32", "fp16", "int4", "bf16"):
             raise ValueError(f"unknown dtype {self.dtype!r}")
         if self.graph not in ("contrib", "standard"):
             raise ValueError(f"unknown graph form {self.graph!r}")

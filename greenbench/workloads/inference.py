@@ -29,6 +29,36 @@ from greenbench.errors import BackendError
 from greenbench.models.loader import DecoderIO
 
 
+def resolve_prompt(pr, *, vocab: int | None, encode=None) -> list[int]:
+    """The prompt's token ids from ``[prompt]``: ``token_ids`` as given, ``text`` through ``encode``, or
+    ``length`` seeded random ids in ``[0, vocab)`` (numpy's default generator seeded with ``[prompt] seed``, so
+    every backend draws the same prompt).
+
+    Args:
+        pr: the profile's :class:`~greenbench.profile.PromptSpec`.
+        vocab: the model's vocabulary size (needed for ``length``).
+        encode: text -> ids; None for a model without a tokenizer (a generated model).
+
+    Raises:
+        BackendError: text without a tokenizer, text that encodes to nothing, length without a vocabulary.
+    """
+    if pr.token_ids is not None:
+        return [int(t) for t in pr.token_ids]
+    if pr.text is not None:
+        if encode is None:
+            raise BackendError(
+                "[prompt] text needs a tokenizer, and generated models have none",
+                "use [prompt] token_ids = [...] or length = N with a generated model",
+            )
+        ids = list(encode(pr.text))
+        if not ids:
+            raise BackendError("[prompt] text encodes to no tokens", "give a non-empty text")
+        return ids
+    if vocab is None:
+        raise BackendError("[prompt] length needs the vocabulary size, which the model does not declare")
+    return np.random.default_rng(pr.seed).integers(0, vocab, pr.length or 16).tolist()
+
+
 class DecoderSession:
     """A prepared decoder: one onnxruntime session, its IOBinding and every buffer, allocated once.
 

@@ -15,6 +15,11 @@ Work and efficiency (:meth:`TrainingSession.cost`, :meth:`TrainingSession.train_
     MFU: tokens/s x FLOPs per token / the device's peak (:mod:`greenbench.workloads.peak`): on a CPU
         the peak is measured by a GEMM probe before the run, on a GPU it is the datasheet's dense rate
         for the training precision. Both are recorded in ``metrics.train.peak``.
+
+Device (:func:`training_device`): training is PyTorch whatever ``[run] backend`` says. ``--backend cuda``
+trains on the GPU (CUDA device 0, metered by NVML by its UUID), ``--backend torch`` on ``--device`` /
+``[run] device`` (default: the GPU when PyTorch sees one), ``--backend cpu`` on the CPU unless ``[train]
+device = "cuda"`` (the key from before the torch backend existed).
 """
 
 from __future__ import annotations
@@ -104,6 +109,63 @@ def build_model(spec, torch):
     return Decoder()
 
 
+def training_device(profile, cuda_available=None) -> str:
+    """The device a training profile trains on (see the module docstring).
+
+    Raises:
+        BackendError: a simulated or unknown backend; ``--device`` contradicting ``--backend``; cuda asked for
+            and PyTorch sees no GPU.
+    """
+    from greenbench.backends.torch_device import resolve_device
+
+    run, t = profile.run, profile.train
+    requested = getattr(run, "device", None)
+    if run.backend not in ("cpu", "cuda", "torch"):
+        raise BackendError(
+            f"the training workload runs on cpu, cuda or torch, not {run.backend!r}",
+            "use --backend cpu, --backend cuda or --backend torch (simulated backends model inference only)",
+        )
+    if requested is not None and run.backend != "torch" and requested != run.backend:
+        raise BackendError(f"--device {requested} contradicts --backend {run.backend}",
+                           f"use --backend torch --device {requested}, or --backend {requested}")
+    if run.backend == "cuda":
+        requested = "cuda"
+    elif run.backend == "cpu":
+        requested = "cuda" if t.device == "cuda" else "cpu"
+    elif requested is None and t.device == "cuda":
+        requested = "cuda"
+    if cuda_available is None:
+        cuda_available = lambda: _torch().cuda.is_available()  # noqa: E731
+    return resolve_device(requested, cuda_available)
+
+
+class TrainingBackend:
+    """The trainer as a backend object: its ``devices()`` name what it meters before the model is built.
+
+    Args:
+        profile: the training profile.
+        device: ``cpu``/``cuda``; default :func:`training_device`.
+    """
+
+    def __init__(self, profile, device: str | None = None):
+        self.name = profile.run.backend
+        self.device = device or training_device(profile)
+
+    def devices(self):
+        from greenbench.backends.torch_device import device_scope
+
+        return device_scope(_torch(), self.device)
+
+    def prepare(self, profile, progress=None) -> "TrainingSession":
+        if progress:
+            progress(f"building {profile.name} for training (PyTorch, {self.device})")
+        return TrainingSession(profile, threads=profile.run.threads, device=self.device)
+
+
+def training_backend(profile) -> TrainingBackend:
+    return TrainingBackend(profile)
+
+
 class TrainingSession:
     """One model, optimizer and seeded data stream; ``steps(n)`` trains n steps and returns their losses.
 
@@ -112,9 +174,10 @@ class TrainingSession:
         threads: intra-op threads for torch (default: torch's).
         peak_probe_s: how long the CPU GEMM probe of the peak FLOP rate runs (see
             :func:`greenbench.workloads.peak.cpu_gemm_peak`).
+        device: ``cpu``/``cuda``; default ``[train] device``.
     """
 
-    def __init__(self, profile, threads: int | None = None, peak_probe_s: float = 0.3):
+    def __init__(self, profile, threads: int | None = None, peak_probe_s: float = 0.3, device: str | None = None):
         torch = _torch()
         self.torch = torch
         spec = profile.model
@@ -126,7 +189,7 @@ class TrainingSession:
         if threads:
             torch.set_num_threads(threads)
         t = profile.train
-        self.device = getattr(t, "device", "cpu") or "cpu"
+        self.device = device or getattr(t, "device", "cpu") or "cpu"
         self.precision = getattr(t, "precision", "fp32") or "fp32"
         if self.device == "cuda" and not torch.cuda.is_available():
             raise BackendError(
@@ -234,4 +297,5 @@ class TrainingSession:
             "device": self.device,
             "precision": self.precision,
             "peak_flops_per_s": self.peak.get("flops_per_s"),
+            **({"device_name": self.torch.cuda.get_device_name()} if self.device == "cuda" else {}),
         }

@@ -1,6 +1,15 @@
 """Decode speed of greenbench's session vs a minimal hand-written IOBinding loop, and the roofline.
 
 Run:  python tests/benchmarks/bench_decode.py [--profiles llama-tiny llama-125m] [--rounds 7] [--busy 1]
+      python tests/benchmarks/bench_decode.py --device cuda [--profiles llama-1b] [--batch 1 16] [--json OUT.json]
+
+With ``--device cpu|cuda`` it measures the torch backend instead (:func:`bench_torch`): greenbench's static-cache
+session (a CUDA graph per decode step on cuda) against Hugging Face ``generate`` (transformers, eager, its
+dynamic cache) on the SAME weights (the generated model's, loaded into ``LlamaForCausalLM``), in one process,
+interleaved rounds, per batch size; the GPU's copy bandwidth is measured in the same run and gives each side's
+roofline fraction. ``--compile MODE`` adds greenbench with the decode step ``torch.compile``d before capture.
+
+Default mode:
 
 For each profile, in ONE process and on the SAME model file, it alternates rounds of
   (a) greenbench: ``backend.prepare(profile)`` then ``prefill()`` + ``decode(first, n)``;
@@ -207,20 +216,198 @@ def start_busy(k: int) -> list:
     return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(k)]
 
 
+def hf_llama_from(m, transformers, torch, device):
+    """A ``transformers.LlamaForCausalLM`` holding exactly the weights of a greenbench ``StaticLlama`` ``m``
+    (its fused q|k|v and gate|up matrices split back), in the same dtype, on ``device``."""
+    from greenbench.models.hf_export import hf_config
+
+    c = m.cfg
+    conf = transformers.LlamaConfig(**{k: v for k, v in hf_config(c).items() if k != "torch_dtype"})
+    with torch.device(device):
+        model = transformers.LlamaForCausalLM(conf)
+    model = model.to(m.dtype).eval()
+    state = {"model.embed_tokens.weight": m.embed, "model.norm.weight": m.norm, "lm_head.weight": m.lm_head}
+    for i in range(c.layers):
+        p = f"model.layers.{i}."
+        q, k, v = m.wqkv[i].split([c.heads * c.head_dim, c.kv_heads * c.head_dim, c.kv_heads * c.head_dim])
+        gate, up = m.wgu[i].chunk(2)
+        state.update({p + "self_attn.q_proj.weight": q, p + "self_attn.k_proj.weight": k,
+                      p + "self_attn.v_proj.weight": v, p + "self_attn.o_proj.weight": m.wo[i],
+                      p + "mlp.gate_proj.weight": gate, p + "mlp.up_proj.weight": up,
+                      p + "mlp.down_proj.weight": m.wdown[i], p + "input_layernorm.weight": m.ln1[i],
+                      p + "post_attention_layernorm.weight": m.ln2[i]})
+    with torch.inference_mode():
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    assert not unexpected and all("rotary" in k for k in missing), (missing, unexpected)
+    return model
+
+
+def bench_torch(profile_name, device, rounds, n_tokens, dtype, batches, compile_mode=None, hf=True, eager=False,
+                threads=0):
+    """greenbench's torch session vs Hugging Face generate on one model (see the module docstring).
+
+    Returns a list of dicts (one per batch size) with every figure printed.
+    """
+    import torch
+
+    from greenbench import profile as P
+    from greenbench.backends.torch_backend import TorchBackend
+    from greenbench.backends.torch_device import copy_bandwidth, l2_cache_bytes
+    from greenbench.models.cost import roofline
+
+    prof = P.load(profile_name).with_overrides(backend="torch", device=device)
+    if n_tokens:
+        prof = prof.with_overrides(max_new_tokens=n_tokens)
+    if threads:
+        prof = prof.with_overrides(threads=threads)
+        torch.set_num_threads(threads)  # Hugging Face's side too
+    if dtype:
+        prof = dataclasses.replace(prof, model=dataclasses.replace(prof.model, dtype=dtype))
+    n = prof.generation.max_new_tokens
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    say = lambda m: print("  " + m, file=sys.stderr, flush=True)  # noqa: E731
+    t0 = time.perf_counter()
+    # One backend (one copy of the weights on the device); the variants differ in how the decode step runs.
+    backend = TorchBackend(device)
+    variants = {"greenbench": dict(graphs=True, compile=None)}
+    if eager and device == "cuda":
+        variants["greenbench eager"] = dict(graphs=False, compile=None)
+    if compile_mode:
+        variants[f"greenbench compile={compile_mode}"] = dict(graphs=True, compile=compile_mode)
+    first = backend.prepare(prof, progress=say)  # generates the weights once
+    say(f"weights ready ({time.perf_counter() - t0:.1f} s)")
+    hf_model = None
+    if hf:
+        try:
+            import transformers
+        except ImportError:
+            say("transformers is not installed: Hugging Face generate skipped")
+        else:
+            try:
+                hf_model = hf_llama_from(first.model, transformers, torch, device)
+                say(f"transformers {transformers.__version__} LlamaForCausalLM holds the same weights "
+                    f"({time.perf_counter() - t0:.1f} s)")
+            except Exception as exc:  # a transformers version we do not know: keep greenbench's figures
+                say(f"Hugging Face model not built, generate skipped: {type(exc).__name__}: {exc}")
+    first.close()
+    bw = copy_bandwidth(torch, device) if device == "cuda" else None
+    out = []
+    for B in batches:
+        p = dataclasses.replace(prof, generation=dataclasses.replace(prof.generation, batch_size=B))
+        sessions = {}
+        for name, how in variants.items():
+            t1 = time.perf_counter()
+            backend.graphs, backend.compile = how["graphs"], how["compile"]
+            sessions[name] = backend.prepare(p, progress=say)
+            say(f"{name}: prepared batch {B} in {time.perf_counter() - t1:.1f} s ({sessions[name].describe()['decode']})")
+        prompt = next(iter(sessions.values())).prompt_ids
+        cost = next(iter(sessions.values())).cost()
+
+        def ours(s):
+            s.reset()
+            first = s.prefill()
+            t = time.perf_counter()
+            toks = s.decode(first, n - 1)
+            return [first] + toks, time.perf_counter() - t
+
+        ids = torch.tensor([prompt] * B, device=device)
+
+        def generate(k):
+            sync()
+            t = time.perf_counter()
+            with torch.inference_mode():
+                g = hf_model.generate(ids, max_new_tokens=k, min_new_tokens=k, do_sample=False, pad_token_id=0,
+                                      eos_token_id=None)
+            sync()
+            return g[0, len(prompt):].tolist(), time.perf_counter() - t
+
+        for s in sessions.values():  # warm up (and, with --compile, compile)
+            ours(s)
+        if hf_model is not None:
+            try:
+                generate(2)
+            except Exception as exc:  # keep greenbench's figures
+                say(f"Hugging Face generate failed, skipped: {type(exc).__name__}: {str(exc)[:300]}")
+                hf_model = None
+        rates = {name: [] for name in sessions}
+        hf_rates = []
+        toks = {}
+        for r in range(rounds):
+            for name, s in (list(sessions.items()) if r % 2 == 0 else list(sessions.items())[::-1]):
+                tk, dt = ours(s)
+                rates[name].append((n - 1) * B / dt)
+                toks[name] = tk
+            if hf_model is not None:
+                tk, t_all = generate(n)
+                _, t_first = generate(1)
+                hf_rates.append((n - 1) * B / max(t_all - t_first, 1e-9))
+                toks["hf"] = tk
+        row = {"profile": profile_name, "device": device, "dtype": prof.model.dtype, "batch_size": B,
+               "decode_tokens": n - 1, "rounds": rounds, "bytes_per_token": cost["bytes_per_token"]}
+        label = f"{profile_name} {prof.model.dtype} batch {B} on {device}"
+        print(f"\n{label}: {n - 1} decode tokens x {rounds} interleaved rounds")
+        for name in sessions:
+            g = statistics.median(rates[name])
+            row[f"{name} tokens_per_s"] = g
+            line = f"  {name:28s} {g:10.1f} tok/s   (samples {', '.join(f'{x:.1f}' for x in rates[name])})"
+            if bw and cost["bytes_per_token"] > l2_cache_bytes(torch):
+                frac = roofline(cost, g, bw["bytes_per_s"])
+                row[f"{name} roofline_fraction"] = frac
+                line += f"   roofline {frac:.3f}"
+            print(line)
+        if hf_rates:
+            h = statistics.median(hf_rates)
+            g = row["greenbench tokens_per_s"]
+            row.update({"hf_generate tokens_per_s": h, "ratio greenbench / hf_generate": g / h,
+                        "tokens identical to hf": toks["hf"] == toks["greenbench"]})
+            print(f"  {'HF generate (eager)':28s} {h:10.1f} tok/s   (samples {', '.join(f'{x:.1f}' for x in hf_rates)})")
+            print(f"  ratio greenbench / HF generate = {g / h:.2f}   greedy tokens identical: {toks['hf'] == toks['greenbench']}")
+        if bw:
+            row.update(memory_bandwidth_bytes_per_s=bw["bytes_per_s"], memory_bandwidth_method=bw["method"])
+            print(f"  bytes/token {cost['bytes_per_token'] / 1e6:.2f} MB, copy bandwidth {bw['bytes_per_s'] / 1e12:.3f} TB/s, "
+                  f"ceiling {bw['bytes_per_s'] / cost['bytes_per_token']:.1f} tok/s")
+        for s in sessions.values():
+            s.close()
+        out.append(row)
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profiles", nargs="+", default=["llama-tiny", "llama-125m"])
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--tokens", type=int, default=0, help="decode tokens per round (default: profile's max_new_tokens)")
     ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--dtype", choices=["fp32", "fp16", "int4"], default=None)
+    ap.add_argument("--dtype", choices=["fp32", "fp16", "int4", "bf16"], default=None)
     ap.add_argument("--graph", choices=["contrib", "standard"], default=None)
     ap.add_argument("--bw-every", type=int, default=0, help="also measure bandwidth every N rounds (default: once, after)")
     ap.add_argument("--keep-cache", action="store_true", help="use the user cache dir instead of a temp dir")
     ap.add_argument("--busy", type=int, default=0, help="processes spinning one core each beside both loops")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default=None,
+                    help="measure the torch backend on this device against Hugging Face generate")
+    ap.add_argument("--batch", type=int, nargs="+", default=[1], help="torch mode: batch sizes")
+    ap.add_argument("--compile", choices=["default", "max-autotune"], default=None,
+                    help="torch mode: also measure the decode step torch.compile'd before capture")
+    ap.add_argument("--eager", action="store_true", help="torch mode on cuda: also measure without the CUDA graph")
+    ap.add_argument("--no-hf", action="store_true", help="torch mode: skip Hugging Face generate")
+    ap.add_argument("--json", default=None, help="torch mode: write the figures to this JSON file")
     a = ap.parse_args()
     if not a.keep_cache and "GREENBENCH_CACHE_DIR" not in os.environ:
         os.environ["GREENBENCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="gb-bench-")
+    if a.device:
+        profiles = a.profiles if a.profiles != ap.get_default("profiles") else (
+            ["llama-1b"] if a.device == "cuda" else ["llama-tiny"])
+        rows = []
+        for p in profiles:
+            rows += bench_torch(p, a.device, a.rounds, a.tokens, a.dtype if a.dtype != "int4" else None, a.batch,
+                                a.compile, hf=not a.no_hf, eager=a.eager, threads=a.threads)
+        if a.json:
+            import json
+
+            Path(a.json).write_text(json.dumps(rows, indent=2) + "\n")
+        return
     busy = start_busy(a.busy)
     if busy:
         print(f"{a.busy} busy process(es) spinning beside both loops")
