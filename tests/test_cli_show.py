@@ -161,3 +161,23 @@ def test_ctrl_c_before_the_first_measured_repeat_writes_nothing(tmp_path, monkey
     monkeypatch.setattr(backends, "get_backend", lambda name: FakeBackend(FakeSession(interrupt_at_prefill=3)))
     res = runner.invoke(app, ["run", "llama-tiny", "--warmup", "1", "--repeats", "3", "--region", "FRA", "--out", str(out)])
     assert res.exit_code == 130 and len(list(out.glob("*-partial.json"))) == 1
+
+
+@pytest.mark.parametrize("columns", ["80", None])
+def test_profiles_names_whole_at_80_columns_and_in_pipes(columns, monkeypatch):
+    from greenbench import profile as P
+
+    if columns:
+        monkeypatch.setenv("COLUMNS", columns)
+    else:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    res = runner.invoke(app, ["profiles"])
+    assert res.exit_code == 0
+    for name in P.builtin_names():
+        assert name in res.stdout
+    assert "…" not in res.stdout
+
+
+def test_run_quiet_prints_the_result_only(tmp_path):
+    res = runner.invoke(app, ["run", "llama-tiny", "-q", "--repeats", "1", "--warmup", "0", "--out", str(tmp_path)])
+    assert res.exit_code == 0 and "warning" not in res.output and "J/token" in res.stdout

@@ -53,8 +53,10 @@ def meters(
         rows.append([p.name, "yes" if p.usable else "no", p.method, doms, _period(p), _note(p)])
     render.table(
         "Energy meters",
-        ["meter", "usable", "method", "domains", "update period", "notes"],
+        [("meter", "left", "keep"), ("usable", "left", "keep"), ("method", "left", "keep"), "domains", "update period",
+         "notes"],
         rows,
+        overflow="fold",
         caption="(domain) = nested, reported but not added to the total. method: counter = hardware energy counter, "
         "estimate = modelled, never a measurement.",
     )

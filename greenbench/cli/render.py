@@ -115,8 +115,9 @@ def table(
     specs = [((col, "left", "") if isinstance(col, str) else (col[0], col[1], col[2] if len(col) > 2 else ""))
              for col in columns]
     widths = [max([len(name)] + [len(r[i]) for r in rows if i < len(r)]) for i, (name, _, _) in enumerate(specs)]
-    # what the table needs at least: "keep" columns whole, others 8 wide, plus borders and padding
-    needed = sum(w if how == "keep" else min(w, 8) for w, (_, _, how) in zip(widths, specs)) + 3 * len(specs) + 1
+    # what the table needs to stay readable: "keep" columns whole, others up to 20 wide (a column of prose
+    # squeezed narrower reads as one word per line), plus borders and padding
+    needed = sum(w if how == "keep" else min(w, 20) for w, (_, _, how) in zip(widths, specs)) + 3 * len(specs) + 1
     if any(how == "keep" for _, _, how in specs) and needed > console().width:
         _vertical(title, specs, rows, caption)
         return

@@ -50,6 +50,7 @@ def run(
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Intra-op threads (default: physical cores)."),
     out: Path = typer.Option(Path("results"), "--out", help="Directory for the result document."),
     json_out: bool = typer.Option(False, "--json", help="Print the result document on stdout (nothing else on stdout); a batch sweep prints a JSON array of its results."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Errors and the result only: no warnings, status lines or progress bar."),
 ) -> None:
     """Benchmark a profile: joules per token for prefill and decode, TTFT, tokens/s, carbon.
 
@@ -60,6 +61,7 @@ def run(
     from greenbench.cli import render
     from greenbench.runner import run_profile
 
+    render.QUIET = quiet
     prof = profile_mod.load(profile).with_overrides(
         backend=backend,
         repeats=repeats,
@@ -112,6 +114,8 @@ def run(
             state = {"advance": None, "done": 0}
 
             def progress(desc: str, completed: int, _total: int) -> None:
+                if render.QUIET:
+                    return
                 if state["advance"] is None:
                     state["advance"] = stack.enter_context(render.progress(label, total=total))
                 state["advance"](completed - state["done"], description=f"{label}: {desc}")
@@ -178,6 +182,7 @@ def profiles(
         return
     render.table(
         "Built-in profiles",
-        ["name", "workload", "backend", "model", "description"],
+        [("name", "left", "keep"), ("workload", "left", "keep"), ("backend", "left", "keep"), "model", "description"],
         [[r["name"], r["workload"], r["backend"], r["model"], r["description"]] for r in rows],
+        overflow="fold",
     )

@@ -51,20 +51,30 @@ def _load(ref: str, store: Optional[Path]) -> tuple[dict, list[str], str]:
 
 
 def show(
-    result: str = typer.Argument(..., help="A result file, a signed envelope, or a CID in the store."),
+    result: List[str] = typer.Argument(..., help="A result file, a signed envelope, or a CID in the store (several: "
+                                       "each in turn, and the J/token-against-tokens/s curve of a batch sweep)."),
     store: Optional[Path] = typer.Option(None, "--store", help="Store directory (for a CID)."),
-    json_out: bool = typer.Option(False, "--json", help="Print the result document as JSON."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result document(s) as JSON."),
 ) -> None:
-    """Render one result: phases, energy by meter and domain, windows, training rows, roofline, carbon, provenance."""
+    """Render results: phases, energy by meter and domain, windows, training rows, roofline, carbon, provenance."""
+    from greenbench.canonical import canonical_bytes
     from greenbench.cli import render
 
-    doc, signers, where = _load(result, store)
+    loaded = [_load(r, store) for r in result]
     if json_out:
-        from greenbench.canonical import canonical_bytes
-
-        render.print_json_bytes(canonical_bytes(doc))
+        docs = [canonical_bytes(d) for d, _, _ in loaded]
+        render.print_json_bytes(docs[0] if len(docs) == 1 else b"[" + b",".join(docs) + b"]")
         return
-    render.result_details(doc, source=where, signers=signers)
+    for doc, signers, where in loaded:
+        render.result_details(doc, source=where, signers=signers)
+    sweeps: dict[str, list[dict]] = {}
+    for doc, _, _ in loaded:
+        digest = ((doc.get("workload") or {}).get("sweep") or {}).get("digest")
+        if digest:
+            sweeps.setdefault(digest, []).append(doc)
+    for docs in sweeps.values():
+        if len(docs) > 1:
+            render.sweep_summary(sorted(docs, key=lambda d: d["workload"].get("batch_size") or 0))
 
 
 def compare(
