@@ -55,6 +55,7 @@ class BlockSamples:
         self.window_s.append(window_s if window_s is not None else duration_s * inner)
         if energy_j is None:
             self.below_resolution += 1
+            return  # a round the counters could not resolve adds no energy rows
         if method:
             self.methods.add(method)
         for r in rows:
@@ -134,6 +135,14 @@ def _safe_name(name: str) -> str:
 
     s = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_.")[:120]
     return s or "block"
+
+
+def file_name(name: str) -> str:
+    """A file name for a block's result: readable, and unique per name (a hash of it, since distinct names such
+    as ``test_x[a b]`` and ``test_x[a_b]`` read the same once made safe)."""
+    import hashlib
+
+    return f"{_safe_name(name)[:100]}-{hashlib.sha256(name.encode()).hexdigest()[:12]}.json"
 
 
 def measure_rounds(

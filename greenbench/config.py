@@ -78,9 +78,9 @@ def read() -> tuple[dict, Path]:
 def _check(key: str, value: Any, p: Path) -> None:
     if key == "pue":
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 1.0
-    elif key == "region":
+    elif key == "region":  # a code, or an intensity in g CO2e/kWh
         ok = (isinstance(value, str) and value.strip() != "") or (
-            isinstance(value, (int, float)) and not isinstance(value, bool))
+            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0)
     else:
         ok = isinstance(value, str) and value.strip() != ""
     if not ok:

@@ -68,9 +68,12 @@ class Measurement:
         self.region = region
         self.pue = pue
         self.idle_s = float(idle_s)
-        if not (math.isfinite(self.idle_s) and self.idle_s >= 0):
+        from greenbench.profile import MAX_IDLE_S
+
+        if not (math.isfinite(self.idle_s) and 0 <= self.idle_s <= MAX_IDLE_S):
             raise GreenbenchError(
-                f"idle baseline must be a finite number of seconds >= 0, got {idle_s}", "use --idle 5, or 0 for none"
+                f"idle baseline must be a number of seconds from 0 to {MAX_IDLE_S:g}, got {idle_s}",
+                "use --idle 5, or 0 for none",
             )
         self._requested = meters
         self._sysfs_root = sysfs_root
@@ -81,6 +84,7 @@ class Measurement:
         self.result: dict | None = None
         self._start = None
         self._set = None
+        self._probes: dict = {}
         self._contention = None
         self._t0 = 0.0
 
@@ -104,6 +108,9 @@ class Measurement:
             for m in self.meters:
                 if hasattr(m, "idle_at_edges"):
                     m.idle_at_edges = True
+        from greenbench.runner import _probe_details
+
+        self._probes = _probe_details(self.meters)  # before opening: a probe re-discovers devices
         opened = []
         try:
             for m in self.meters:
@@ -150,7 +157,7 @@ class Measurement:
         tokens = _check_tokens(self.tokens)
         self.warnings.extend(n for n in notes if n not in self.warnings)
         if w.resolved:
-            energy = summarize_energy([w], self._set, notes)
+            energy = summarize_energy([[w]], self._set, notes)
             total_j = energy["total_j"]
         else:
             method = weakest_method([r.method for r in w.rows] or [m.method for m in self.meters])
@@ -170,6 +177,7 @@ class Measurement:
             total_j = None
         energy["window_s"] = w.duration_s
         energy["slowest_period_s"] = self._set.slowest_period_s
+        energy["probes"] = self._probes
         contention = self._contention.summary()
         if contention.get("flagged"):
             self.warnings.append(contention["warning"])
@@ -399,35 +407,41 @@ def run_command_repeated(
         warnings = []
     samples = BlockSamples(" ".join(argv), tokens=tokens, identity={"command": argv})
     samples.warnings.extend(warnings)
+    from greenbench.meters.contention import Contention
+    from greenbench.runner import _probe_details
+
+    samples.probes = _probe_details(meters)
+    contention = Contention()  # over all measured runs: each run alone may be too short to tell
     total = warmup + runs
     exit_code, partial = 0, None
-    per_run_contention: list[dict] = []
-    for i in range(total):
-        if progress:
-            progress(f"{'warmup' if i < warmup else 'run'} {i + 1 if i < warmup else i - warmup + 1}/"
-                     f"{warmup if i < warmup else runs}", i, total)
-        r = run_command(argv, tokens=tokens, meters=meters, region=region, child_stdout=child_stdout)
-        if r["exit_code"] != 0 or r.get("partial"):
-            exit_code = r["exit_code"]
-            partial = (f"run {i + 1} of {total} " + ("was interrupted" if r.get("partial") else
-                       f"exited with code {exit_code}") + ": stopped there")
-            break
-        if i < warmup:
-            continue
-        e = r["energy"]
-        samples.add(energy_j=e.get("total_j"), duration_s=r["duration_s"], rows=e.get("meters") or [],
-                    method=e.get("method"), window_s=e.get("window_s"))
-        c = r.get("contention") or {}
-        per_run_contention.append(c)
-        samples.warnings.extend(w for w in r.get("warnings", []) if w not in samples.warnings and w != c.get("warning"))
-    if per_run_contention:  # the busiest run speaks for the set
-        worst = max(per_run_contention, key=lambda c: c.get("other_cpu_fraction") or 0.0)
-        samples.contention = {**worst, "runs": len(per_run_contention)}
+    try:
+        for i in range(total):
+            if progress:
+                progress(f"{'warmup' if i < warmup else 'run'} {i + 1 if i < warmup else i - warmup + 1}/"
+                         f"{warmup if i < warmup else runs}", i, total)
+            if i == warmup:
+                contention.mark()
+            r = run_command(argv, tokens=tokens, meters=meters, region=region, child_stdout=child_stdout)
+            if r["exit_code"] != 0 or r.get("partial"):
+                exit_code = r["exit_code"] if not r.get("partial") else 130
+                partial = (f"run {i + 1} of {total} " + ("was interrupted" if r.get("partial") else
+                           f"exited with code {exit_code}") + ": stopped there")
+                break
+            if i < warmup:
+                continue
+            contention.mark()
+            e = r["energy"]
+            samples.add(energy_j=e.get("total_j"), duration_s=r["duration_s"], rows=e.get("meters") or [],
+                        method=e.get("method"), window_s=e.get("window_s"))
+            own_contention = (r.get("contention") or {}).get("warning")
+            samples.warnings.extend(w for w in r.get("warnings", []) if w not in samples.warnings and w != own_contention)
+    except KeyboardInterrupt:  # between two runs: keep what was measured
+        exit_code, partial = 130, "interrupted (Ctrl-C) between runs: stopped there"
+    samples.contention = contention.summary()
     if progress:
         progress("done", total, total)
     if not samples.duration_s:
-        doc = {"command": argv, "exit_code": exit_code, "partial": True, "partial_reason": partial, "runs": 0}
-        return doc
+        return {"command": argv, "exit_code": exit_code, "partial": True, "partial_reason": partial, "runs": 0}
     doc = samples.document(region=region)
     doc["command"] = argv
     doc["exit_code"] = exit_code

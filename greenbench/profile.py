@@ -34,6 +34,8 @@ DTYPES = ("fp32", "fp16", "int4", "bf16")  # bf16: the torch backend only; int4:
 GRAPHS = ("contrib", "standard")
 WORKLOADS = ("inference", "training")
 SCOPES = ("devices", "machine")
+#: Longest idle baseline accepted (s): an hour is already far more than any counter needs.
+MAX_IDLE_S = 3600.0
 #: [run] keys added after results existed: left out of the digest while at their default, so older digests hold.
 _RUN_DIGEST_DEFAULTS = {"scope": "devices", "min_window_periods": 20, "device": None, "compile": None}
 #: [generation] keys added later, likewise.
@@ -556,8 +558,9 @@ def _check_values(p: Profile, source: str, lines: dict) -> None:
         err("run", "warmup", f"warmup must be >= 0, got {r.warmup}")
     if r.threads is not None and r.threads < 1:
         err("run", "threads", f"threads must be >= 1, got {r.threads}")
-    if not (math.isfinite(r.idle_s) and r.idle_s >= 0):
-        err("run", "idle_s", f"idle_s must be a finite number of seconds >= 0, got {r.idle_s}", "use --idle 5, or 0 to disable")
+    if not (math.isfinite(r.idle_s) and 0 <= r.idle_s <= MAX_IDLE_S):
+        err("run", "idle_s", f"idle_s must be a number of seconds from 0 to {MAX_IDLE_S:g}, got {r.idle_s}",
+            "use --idle 5, or 0 to disable")
     if r.workload not in WORKLOADS:
         err("run", "workload", f"unknown workload {r.workload!r}", f"valid: {', '.join(WORKLOADS)}")
     if r.scope not in SCOPES:

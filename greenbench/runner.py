@@ -163,16 +163,8 @@ class MeterSet:
         t = clock()
         return Edge(t, [x.snapshot() for x in self.meters])
 
-    # kept for callers that time windows themselves
-    def snapshot(self) -> tuple[float, list[Snapshot]]:
-        return clock(), [m.snapshot() for m in self.meters]
-
-    def window(self, start, end, *, inner: int = 1, work_s: float | None = None) -> Window:
-        """The window between two edges (or two ``snapshot()`` pairs)."""
-        if isinstance(start, tuple):
-            start = Edge(start[0], start[1])
-        if isinstance(end, tuple):
-            end = Edge(end[0], end[1])
+    def window(self, start: Edge, end: Edge, *, inner: int = 1, work_s: float | None = None) -> Window:
+        """The window between two edges."""
         rows: list[DomainEnergy] = []
         for m, s0, s1 in zip(self.meters, start.snaps, end.snaps):
             rows.extend(meter_window(m, s0, s1))
@@ -229,6 +221,10 @@ class MeterSet:
             e1 = self.edge(False)
             if not (e0.missed or e1.missed):
                 break
+        else:
+            self.idle_note = ((self.idle_note + "; ") if self.idle_note else "") + (
+                f"every idle window's edges missed a counter update ({MAX_LENGTHEN_ATTEMPTS} tries): the idle power may "
+                "be off by more than the resolution rule allows")
         out: dict[str, float] = {}
         for m, s0, s1 in zip(self.meters, e0.snaps, e1.snaps):
             elapsed = s1.t_s - s0.t_s
@@ -360,19 +356,29 @@ def _phase_metrics(windows: list[Window], tokens_per_window: int, meterset: Mete
     }
     if below:
         out["below_resolution_note"] = (
-            f"every window was shorter than the {windows[0].need_s * 1e3:.3g} ms the counters can resolve "
-            f"({meterset.min_window_periods} update periods of {meterset.slowest_period_s * 1e3:.3g} ms) and the "
-            "phase could not be repeated inside a longer window: no energy is reported for it"
+            f"no window was accepted: each was shorter than the {windows[0].need_s * 1e3:.3g} ms the counters can "
+            f"resolve ({meterset.min_window_periods} update periods of {meterset.slowest_period_s * 1e3:.3g} ms, twice "
+            "that for edges not aligned to the counter) or an edge missed a counter update, and the phase could not "
+            "be measured in a longer window: no energy is reported for it"
         )
     elif len(resolved) < len(windows):
         out["unresolved_windows"] = len(windows) - len(resolved)
     return out
 
 
-def summarize_energy(windows: list[Window], meterset: MeterSet, meter_notes: list[str] | None = None) -> dict:
-    """The result's ``energy`` block: per (meter, domain) work energy (each window / its inner repeats)."""
+def summarize_energy(repeats: list[list[Window]], meterset: MeterSet, meter_notes: list[str] | None = None) -> dict:
+    """The result's ``energy`` block: per (meter, domain) work energy of the complete repeats.
+
+    ``repeats`` holds each measured repeat's windows (prefill and decode, or one training window). Only
+    repeats whose every window was resolved count: a repeat with a window the counters could not resolve
+    has no trustworthy energy as a whole, so it is left out (``repeats_in_total`` says how many count) and
+    carbon, which divides this energy by the tokens of the same repeats, stays consistent. Each window's
+    joules (and model inputs) are divided by its inner repeats: the energy of the work done once.
+    With no complete repeat, nothing is reported (``total_j`` null, ``below_resolution``), never 0 J.
+    """
+    complete = [ws for ws in repeats if ws and all(w.resolved for w in ws)]
+    measured = [w for ws in complete for w in ws]
     sums: dict[tuple[str, str], DomainEnergy] = {}
-    measured = [w for w in windows if w.resolved]
     for w in measured:
         for r in w.rows:
             scaled = DomainEnergy(r.name, r.domain, r.method, r.joules / w.inner, r.in_total, r.basis,
@@ -381,30 +387,39 @@ def summarize_energy(windows: list[Window], meterset: MeterSet, meter_notes: lis
             sums[key] = sums[key].plus(scaled) if key in sums else scaled
     rows = list(sums.values())
     methods = [r.method for r in rows] or [m.method for m in meterset.meters]
-    total = total_joules(rows)
-    duration = sum(w.duration_s / w.inner for w in measured)
     out = {
         "method": weakest_method(methods) if methods else "estimate",
         "meters": [r.as_dict() for r in rows],
-        "total_j": total,
-        "windows_j": sum(w.energy_j for w in measured),
+        "total_j": total_joules(rows) if complete else None,
+        "windows_j": sum(w.energy_j for w in measured) if complete else None,
         "marginal_j": None,
-        "measured_s": duration,
+        "measured_s": sum(w.duration_s / w.inner for w in measured),
+        "repeats_in_total": len(complete),
+        "repeats_measured": len(repeats),
         "idle_power_w": None,
         "idle_exceeds_measured": False,
     }
+    if not complete and repeats:
+        out["below_resolution"] = True
+    elif len(complete) < len(repeats):
+        out["repeats_note"] = (
+            f"{len(repeats) - len(complete)} of {len(repeats)} measured repeats had a window the counters could not "
+            "resolve (too short, or an edge missed a counter update): the energy total and carbon cover the other "
+            f"{len(complete)}"
+        )
     if meterset.idle_power_w:
         basis = idle_basis(meterset.meters, meterset.idle_power_w)
         out["idle_power_w"] = [{"domain_key": k, "power_w": p, "basis": basis[k]} for k, p in meterset.idle_power_w.items()]
         # per domain over the summed windows, signed (never floored per window)
-        out["marginal_j"] = sum(meterset.marginal_j(w) / w.inner for w in measured)
         per_domain: dict[str, float] = {}
         for w in measured:
             for r in w.rows:
-                k = domain_key(r.name, r.domain)
                 if r.in_total:
+                    k = domain_key(r.name, r.domain)
                     per_domain[k] = per_domain.get(k, 0.0) + (
                         r.joules - meterset.idle_power_w.get(k, 0.0) * w.duration_s) / w.inner
+        if complete:
+            out["marginal_j"] = sum(per_domain.values())
         neg = [k for k, v in per_domain.items() if v < 0]
         if neg:
             out["idle_exceeds_measured"] = True
@@ -637,7 +652,7 @@ def _measure_session(profile, session, backend_name, meters, warnings, progress,
         if extra:
             metrics["train"].update(extra(metrics["train"]))
         metrics["cost"] = session.cost()
-        windows = [w for w, _, _ in train_records]
+        repeat_windows = [[w] for w, _, _ in train_records]
         completed = len(train_records)
         workload = {
             "kind": "training",
@@ -647,7 +662,7 @@ def _measure_session(profile, session, backend_name, meters, warnings, progress,
             "tokens_per_repeat": tokens_per_window,
             "generated_token_ids": [],
         }
-        carbon_tokens = tokens_per_window * completed
+        tokens_per_repeat = tokens_per_window
         basis = "trained"
         unresolved = ["train"] if metrics["train"].get("below_resolution") else []
     else:
@@ -663,7 +678,7 @@ def _measure_session(profile, session, backend_name, meters, warnings, progress,
         if measure_bandwidth and decode["tokens_per_s"] and cost.get("bytes_per_token") and partial_reason is None:
             _roofline(decode, cost, session, say)
         metrics["cost"] = cost
-        windows = [r.prefill for r in records] + [r.decode for r in records if r.decode is not None]
+        repeat_windows = [[r.prefill] + ([r.decode] if r.decode is not None else []) for r in records]
         completed = len(records)
         new_tokens = len(records[0].tokens) if records else profile.generation.max_new_tokens
         workload = {
@@ -673,11 +688,11 @@ def _measure_session(profile, session, backend_name, meters, warnings, progress,
             "batch_size": batch,
             "generated_token_ids": records[0].tokens if records else [],
         }
-        carbon_tokens = new_tokens * batch * completed
+        tokens_per_repeat = new_tokens * batch
         basis = "generated"
         unresolved = [ph for ph in ("prefill", "decode") if metrics[ph].get("below_resolution")]
 
-    energy = summarize_energy(windows, meterset, meter_notes + run_notes)
+    energy = summarize_energy(repeat_windows, meterset, meter_notes + run_notes)
     energy["scope"] = _scope_block(scope, meterset.meters) if not simulated else {
         "kind": "simulated", "described": "the simulated device (no host device is metered)", "devices": []}
     energy["probes"] = probes
@@ -687,23 +702,32 @@ def _measure_session(profile, session, backend_name, meters, warnings, progress,
         warnings.append(note)
     if unresolved:
         warnings.append(
-            f"{' and '.join(unresolved)} energy is below what the counters can resolve and is not reported "
-            "(carbon covers the other phases only)"
+            f"{' and '.join(unresolved)} energy is below what the counters can resolve and is not reported, so "
+            "neither is the energy total or carbon of a repeat"
         )
+    if energy.get("repeats_note"):
+        warnings.append(energy["repeats_note"])
     contention_block = contention.summary()
     if contention_block.get("flagged"):
         warnings.append(contention_block["warning"])
     from greenbench.carbon import attribute
 
     marginal = energy["marginal_j"]
+    carbon_tokens = tokens_per_repeat * energy["repeats_in_total"]
     carbon = attribute(
-        energy["total_j"],
+        energy["total_j"] or 0.0,
         tokens=carbon_tokens or None,
         region=profile.carbon.region,
         pue=profile.carbon.pue,
         marginal_energy_j=marginal if marginal is None or marginal >= 0 else None,
         energy_method=energy["method"],
     )
+    if energy["total_j"] is None:  # nothing measured: grams of nothing are not 0 g
+        for key in ("it_energy_j", "energy_j", "g_co2e", "g_co2e_per_1k_tokens", "kwh_per_million_tokens",
+                    "idle_subtracted_energy_j", "idle_subtracted_g_co2e", "marginal_energy_j", "marginal_g_co2e"):
+            if key in carbon:
+                carbon[key] = None
+        carbon["note"] = "no energy was resolved, so no carbon is attributed"
     carbon["tokens_basis"] = basis
     if carbon.get("warning"):
         warnings.append(carbon["warning"])
@@ -795,6 +819,9 @@ def _roofline(decode: dict, cost: dict, session, say) -> None:
                 how["compute"] = p
     except KeyboardInterrupt:  # the repeats are complete: keep them, skip the roofline
         decode["roofline_note"] = "not measured: interrupted (Ctrl-C) after the repeats"
+        return
+    except Exception as exc:  # a probe that fails (memory, a kernel) must not lose the measured repeats
+        decode["roofline_note"] = f"not measured: the ceiling probe failed ({type(exc).__name__}: {exc})"
         return
     decode["memory_bandwidth_bytes_per_s"] = bw
     decode["peak_macs_per_s"] = peak

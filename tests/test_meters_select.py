@@ -10,7 +10,8 @@ from greenbench.errors import MeterError
 from greenbench.meters import METER_NAMES, all_meters, probe_all, select, total_joules, window
 from greenbench.meters.base import Domain, DomainEnergy
 from greenbench.meters.estimate import EstimateMeter
-from greenbench.meters.idle import domain_key, marginal, marginal_total_j, measure_idle
+from greenbench.meters.idle import domain_key, marginal, marginal_total_j
+from greenbench.runner import MeterSet
 from greenbench.meters.replay import ReplayMeter
 
 from test_meters_rapl import server_tree
@@ -54,10 +55,17 @@ def test_unknown_name_lists_valid_names(tmp_path):
         assert n in ei.value.hint
 
 
-def test_explicit_names_comma_separated_and_deduplicated(tmp_path):
+def test_explicit_names_comma_separated_and_deduplicated(tmp_path, monkeypatch):
     server_tree(tmp_path)
-    meters, warnings = select(["rapl,estimate", "RAPL"], sysfs_root=tmp_path)
-    assert [m.name for m in meters] == ["rapl", "estimate"] and warnings == []
+    monkeypatch.setitem(__import__("sys").modules, "pynvml", None)
+    meters, warnings = select(["rapl,RAPL", "rapl"], sysfs_root=tmp_path)
+    assert [m.name for m in meters] == ["rapl"] and warnings == []
+
+
+def test_rapl_and_estimate_together_would_count_the_cpu_twice(tmp_path):
+    server_tree(tmp_path)
+    with pytest.raises(MeterError, match="twice"):
+        select(["rapl,estimate"], sysfs_root=tmp_path)
 
 
 def test_all_meters_and_probe_all(tmp_path):
@@ -100,7 +108,7 @@ def test_measure_idle_and_marginal():
     rapl.open()
     est.open()
     slept = []
-    idle = measure_idle([rapl, est], 2.0, sleep=slept.append)
+    idle = MeterSet([rapl, est]).measure_idle(2.0, sleep=slept.append)
     assert slept == [2.0]
     assert idle == {"rapl/pkg": pytest.approx(30.0), "estimate/cpu": 0.0, "estimate/ram": 0.0}
     rows = [DomainEnergy("rapl", "pkg", "counter", 100.0), DomainEnergy("rapl", "core", "counter", 50.0, False),
@@ -109,4 +117,4 @@ def test_measure_idle_and_marginal():
     out = marginal(rows, idle, 3.0)
     assert [r.joules for r in out] == [pytest.approx(10.0), pytest.approx(-40.0), 2.0]  # signed, never floored
     assert marginal_total_j(rows, idle, 3.0) == pytest.approx(12.0)
-    assert measure_idle([rapl], 0) == {} and domain_key("nvml", "gpu:0") == "nvml/gpu:0"
+    assert MeterSet([rapl]).measure_idle(0) == {} and domain_key("nvml", "gpu:0") == "nvml/gpu:0"

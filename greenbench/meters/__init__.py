@@ -152,6 +152,11 @@ def select(
         for n in names:
             if n not in METER_NAMES:
                 make(n)  # raises the "unknown meter" error
+        if "rapl" in names and "estimate" in names:
+            raise MeterError(
+                "--meter rapl and --meter estimate both cover the CPU and RAM: together they would count that energy twice",
+                "choose one: rapl measures the CPU packages and DRAM, estimate models this process tree",
+            )
         chosen = []
         for n in names:
             if not _covers(n, scope):

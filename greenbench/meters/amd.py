@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 
 from greenbench.errors import MeterError
-from greenbench.meters.base import Domain, Probe, Snapshot, measure_update_period, now
+from greenbench.meters.base import Domain, Probe, Snapshot, measure_update_period, now, period_source
 
 __all__ = ["AmdMeter", "DEFAULT_PERIOD_S"]
 
@@ -92,8 +92,9 @@ class AmdMeter:
                     unsupported.append(f"gpu:{i}: {exc}")
             if gpus and self._period is None:
                 h0 = handles[gpus[0]]
-                period, _ = measure_update_period(lambda: _ticks(smi.amdsmi_get_energy_count(h0))[0])
-                self._period = (period, "measured") if period is not None else (DEFAULT_PERIOD_S, "assumed")
+                period, changes = measure_update_period(lambda: _ticks(smi.amdsmi_get_energy_count(h0))[0])
+                self._period = (period, period_source(changes)) if period is not None else (
+                    DEFAULT_PERIOD_S, "assumed (the counter did not move while probed)")
         except Exception as exc:
             return Probe(self.name, False, self.method, f"amdsmi query failed: {type(exc).__name__}: {exc}")
         finally:

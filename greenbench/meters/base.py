@@ -200,10 +200,11 @@ def measure_update_period(
 ) -> tuple[float | None, int]:
     """Time a counter's updates by reading it in a tight loop.
 
-    Returns ``(period_s, changes_seen)``: the median interval between consecutive changes (None when
-    fewer than 3 changes were seen, i.e. fewer than 2 whole intervals), and how many changes were seen.
-    Polling stops after ``changes`` changes, after ``timeout_s``, or after ``giveup_s`` without any change
-    (a counter that does not move here).
+    Returns ``(period_s, changes_seen)``. With two or more changes the period is the median interval
+    between consecutive changes. With one change, a slow counter: the period is bounded by the whole time
+    watched, which is returned (a window sized to it is long enough; one sized to a fast default would not
+    be). With none, None (a counter that does not move here). Polling stops after ``changes`` changes, after
+    ``timeout_s``, or after ``giveup_s`` without any change.
     """
     timeout_s = PERIOD_PROBE_TIMEOUT_S if timeout_s is None else timeout_s
     giveup_s = PERIOD_PROBE_GIVEUP_S if giveup_s is None else giveup_s
@@ -218,10 +219,17 @@ def measure_update_period(
         if v != last:
             stamps.append(clock())
             last = v
-    if len(stamps) < 3:
-        return None, len(stamps)
+    if not stamps:
+        return None, 0
+    if len(stamps) == 1:
+        return clock() - t0, 1
     gaps = sorted(b - a for a, b in zip(stamps, stamps[1:]))
     return gaps[len(gaps) // 2], len(stamps)
+
+
+def period_source(changes: int) -> str:
+    """How a period from :func:`measure_update_period` was known."""
+    return "measured" if changes >= 2 else "bounded (one update seen while probing: the period is at most this)"
 
 
 def wait_for_change(read: Callable[[], float], timeout_s: float, clock: Callable[[], float] = time.perf_counter,

@@ -77,22 +77,28 @@ class Contention:
             self.error = f"{type(exc).__name__}: {exc}"
 
     def intervals(self) -> list[tuple[float, float, float]]:
-        """(seconds, other CPU fraction, steal fraction) per merged interval."""
-        out = []
+        """(seconds, other CPU fraction, steal fraction) per merged interval of at least :data:`MIN_INTERVAL_S`.
+
+        A short last stretch joins the interval before it; a measurement shorter than :data:`MIN_INTERVAL_S`
+        in all has no interval (/proc/stat's 10 ms ticks cannot tell its contention).
+        """
         marks = self.marks
-        i = 0
-        while i < len(marks) - 1:
-            j = i + 1
-            while j < len(marks) - 1 and marks[j][0] - marks[i][0] < MIN_INTERVAL_S:
-                j += 1
+        bounds = [0]
+        for j in range(1, len(marks)):
+            if marks[j][0] - marks[bounds[-1]][0] >= MIN_INTERVAL_S:
+                bounds.append(j)
+        if len(marks) > 1 and bounds[-1] != len(marks) - 1:
+            if len(bounds) > 1:
+                bounds[-1] = len(marks) - 1  # the short remainder joins the last full interval
+            else:
+                return []
+        out = []
+        for i, j in zip(bounds, bounds[1:]):
             (t0, b0, s0, o0), (t1, b1, s1, o1) = marks[i], marks[j]
-            dt = t1 - t0
-            if dt > 0:
-                cap = dt * self.cpus
-                other = min(1.0, max(0.0, ((b1 - b0) - (o1 - o0)) / cap))
-                steal = min(1.0, max(0.0, (s1 - s0) / cap))
-                out.append((dt, other, steal))
-            i = j
+            cap = (t1 - t0) * self.cpus
+            other = min(1.0, max(0.0, ((b1 - b0) - (o1 - o0)) / cap))
+            steal = min(1.0, max(0.0, (s1 - s0) / cap))
+            out.append((t1 - t0, other, steal))
         return out
 
     def summary(self) -> dict:
@@ -111,6 +117,9 @@ class Contention:
         }
         if self.error:
             block["error"] = self.error
+        if not iv:
+            block["note"] = (f"measured for less than {MIN_INTERVAL_S:g} s in all: too short for /proc/stat's clock "
+                             "ticks to tell how busy the machine was")
         frac = block["other_cpu_fraction"]
         if frac is not None and frac > self.threshold:
             block["flagged"] = True

@@ -357,11 +357,11 @@ def cpu_time_granularity_s() -> tuple[float, str]:
     t = threading.Thread(target=work, name="greenbench-cpu-time-probe", daemon=True)
     t.start()
     try:
-        period, _ = base.measure_update_period(others, timeout_s=0.25, giveup_s=0.1, changes=6)
+        period, changes = base.measure_update_period(others, timeout_s=0.25, giveup_s=0.1, changes=6)
     finally:
         stop.set()
         t.join()
-    if period is None:
+    if period is None or changes < 2:
         return DEFAULT_CPU_TIME_GRANULARITY_S, "default (could not be timed here)"
     return period, "measured (steps of other threads' CPU time in the process total)"
 

@@ -44,7 +44,15 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from greenbench.errors import MeterError
-from greenbench.meters.base import Domain, Probe, Snapshot, measure_update_period, wait_for_change, weakest_method
+from greenbench.meters.base import (
+    Domain,
+    Probe,
+    Snapshot,
+    measure_update_period,
+    period_source,
+    wait_for_change,
+    weakest_method,
+)
 from greenbench.meters.sampler import Sampler, shared_sampler
 
 __all__ = ["NvmlMeter", "POWER_INTERVAL_S", "DEFAULT_PERIOD_S", "visible_devices", "resolve_gpus"]
@@ -343,11 +351,12 @@ class NvmlMeter:
             self._period = (self._interval, "polling interval")
             return
         h = counters[0].handle
-        period, _ = measure_update_period(
+        period, changes = measure_update_period(
             lambda: nvml.nvmlDeviceGetTotalEnergyConsumption(h), timeout_s=PERIOD_PROBE_TIMEOUT_S,
             giveup_s=PERIOD_PROBE_TIMEOUT_S / 2,
         )
-        self._period = (period, "measured") if period is not None else (DEFAULT_PERIOD_S, "default")
+        self._period = (period, period_source(changes)) if period is not None else (
+            DEFAULT_PERIOD_S, "default (the counter did not move while probed)")
 
     @property
     def update_period_s(self) -> float:

@@ -268,14 +268,22 @@ class RaplMeter:
         others = [o for o in self._live_zones() if o is not z]
         before = {o.domain: _read_int(o.path / "energy_uj") for o in others}
         period, changes = measure_update_period(lambda: _read_int(path))
-        if changes:
-            for o in others:
-                if o.is_psys and _read_int(o.path / "energy_uj") == before[o.domain]:
-                    self._dropped[o.domain] = (
-                        f"RAPL {o.domain} did not advance while {z.domain} did: dropped (this board's platform "
-                        "counter does not count here)"
-                    )
-        self._period = (period, "measured") if period is not None else (DEFAULT_PERIOD_S, "default")
+        if changes:  # the package moves: a psys that stays still for a while longer does not count here
+            import time
+
+            deadline = time.perf_counter() + base.PERIOD_PROBE_GIVEUP_S
+            still = [o for o in others if o.is_psys]
+            while still:
+                still = [o for o in still if _read_int(o.path / "energy_uj") == before[o.domain]]
+                if time.perf_counter() > deadline:
+                    break
+            for o in still:
+                self._dropped[o.domain] = (
+                    f"RAPL {o.domain} did not advance while {z.domain} did: dropped (this board's platform "
+                    "counter does not count here)"
+                )
+        self._period = (period, base.period_source(changes)) if period is not None else (
+            DEFAULT_PERIOD_S, "default (the counter did not move while probed)")
         return self._period
 
     @property
@@ -285,6 +293,12 @@ class RaplMeter:
     @property
     def period_source(self) -> str:
         return self._time_updates()[1]
+
+    @property
+    def aligns_all_domains(self) -> bool:
+        """An edge aligned to the package counter is fresh for every zone in the total only if it is the only one
+        (other packages and DRAM update on their own schedule)."""
+        return sum(1 for z in self._live_zones() if z.in_total) <= 1
 
     def wait_for_update(self, timeout_s: float) -> bool:
         """Busy-poll the package counter until it advances (an aligned window edge)."""
