@@ -95,7 +95,20 @@ def parse_check(spec: str, source: str = "--check") -> tuple[str, float]:
     metric, sep, pct = str(spec).rpartition(":")
     if not sep:
         raise GateRefusal(f"{source} {spec!r} is not METRIC:PCT%", "e.g. --check decode.j_per_token:5%")
-    return check_metric(metric.strip(), source), threshold(pct.strip().rstrip("%").strip(), f"{source} {spec}")
+    pct = pct.strip()
+    pct = pct[:-1].strip() if pct.endswith("%") else pct
+    return check_metric(metric.strip(), source), threshold(pct, f"{source} {spec}")
+
+
+def parse_checks(specs) -> dict[str, float]:
+    """Several ``--check`` values -> {metric: pct}; the same metric twice is an error."""
+    out: dict[str, float] = {}
+    for spec in specs:
+        metric, pct = parse_check(spec)
+        if metric in out:
+            raise GateRefusal(f"--check names {metric} twice", "give each metric one threshold")
+        out[metric] = pct
+    return out
 
 
 def check_metric(metric: str, source: str = "--check") -> str:
@@ -174,7 +187,8 @@ def hardware(doc: dict) -> tuple[str, tuple[str, ...]]:
     cpu = str(get_path(doc, "environment.cpu_model", "?"))
     devices = get_path(doc, "energy.scope.devices", None)
     if isinstance(devices, list):
-        gpus = tuple(sorted(str(d.get("name")) for d in devices if isinstance(d, dict) and d.get("device") == "gpu"))
+        gpus = tuple(sorted(str(d.get("name") or d.get("uuid") or d.get("domain") or "a GPU")
+                            for d in devices if isinstance(d, dict) and d.get("device") == "gpu"))
     else:
         gpus = tuple(sorted(str(g) for g in (get_path(doc, "environment.gpu_models", None) or [])))
     return cpu, gpus
@@ -192,6 +206,32 @@ def _identity_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
             sa, sb = str(va), str(vb)
             out.append(f"{prefix}{k}: {sa[:40]} vs {sb[:40]}")
     return out
+
+
+def _check_shape(run: Run) -> None:
+    """The fields the gate reads must have the types greenbench writes (else exit 2 naming the path)."""
+    from greenbench.meters.base import METHODS
+
+    def bad(path: str, what: str):
+        raise GateRefusal(f"{run.source}: {path} must be {what}, got {str(get_path(run.doc, path, None))[:60]}",
+                          "the file is damaged or was not written by greenbench; re-run the benchmark")
+
+    if not isinstance(get_path(run.doc, "workload.kind", None), str):
+        bad("workload.kind", "a string")
+    if get_path(run.doc, "energy.method", None) not in METHODS:
+        bad("energy.method", "counter, estimate or simulated")
+    toks = get_path(run.doc, "workload.generated_token_ids", None)
+    if toks is not None and not (isinstance(toks, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in toks)):
+        bad("workload.generated_token_ids", "a list of integers")
+    cont = get_path(run.doc, "environment.contention", None)
+    if cont is not None:
+        frac = cont.get("other_cpu_fraction") if isinstance(cont, dict) else "?"
+        if not isinstance(cont, dict) or not (frac is None or (isinstance(frac, (int, float)) and not isinstance(frac, bool)
+                                                                and 0 <= frac <= 1)):
+            bad("environment.contention", "an object whose other_cpu_fraction is a number from 0 to 1")
+    table = get_path(run.doc, "profile.resolved.gate", None)
+    if table is not None and not isinstance(table, dict):
+        bad("profile.resolved.gate", "a table of metric thresholds")
 
 
 def _require_comparable(base: list[Run], cand: list[Run], allow_mixed_methods: bool,
@@ -239,6 +279,16 @@ def _require_comparable(base: list[Run], cand: list[Run], allow_mixed_methods: b
             )
         notes.append(f"energy methods differ ({', '.join(sorted(map(str, methods)))}): energy metrics are not "
                      "compared (--allow-mixed-methods), speed metrics are")
+    scopes = {str(get_path(r.doc, "energy.scope.kind", None)) for _, r in everyone}
+    if len(scopes) > 1 and energy_ok:
+        if not allow_mixed_methods:
+            raise GateRefusal(
+                f"the results metered different device scopes ({', '.join(sorted(scopes))}): their energies cover "
+                "different devices",
+                "run both sides with the same --scope, or pass --allow-mixed-methods to gate speed only",
+            )
+        energy_ok = False
+        notes.append(f"device scopes differ ({', '.join(sorted(scopes))}): energy metrics are not compared")
     hw = {hardware(r.doc) for _, r in everyone}
     if len(hw) > 1:
         desc = " vs ".join(f"{c}" + (f" + {', '.join(g)}" if g else "") for c, g in sorted(hw))
@@ -264,8 +314,8 @@ def _samples(run: Run, metric: str) -> list[float]:
     for i, v in enumerate(vals):
         if v is None:
             continue
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise GateRefusal(f"{run.source}: {path}[{i}] is {v!r}, not a finite number",
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise GateRefusal(f"{run.source}: {path}[{i}] is {v!r}, not a finite number >= 0",
                               "the file is damaged or was not written by greenbench; re-run the benchmark")
         out.append(float(v))
     return out
@@ -317,6 +367,8 @@ def compare_runs(
     """
     max_regression_pct = threshold(max_regression_pct, "--max-regression")
     alpha = check_alpha(alpha)
+    for r in base + cand:
+        _check_shape(r)
     kinds = {get_path(r.doc, "workload.kind", None) for r in base + cand}
     if len(kinds) > 1:
         kb, kc = get_path(base[0].doc, "workload.kind", None), get_path(cand[0].doc, "workload.kind", None)
@@ -393,10 +445,12 @@ def compare_runs(
                 flags.append(f"{label} {r.source} ran on a busy machine (other processes used "
                              f"{'?' if frac is None else f'{frac:.0%}'} of the CPUs)")
             if r.doc.get("partial"):
-                flags.append(f"{label} {r.source} is a partial result ({r.doc.get('partial_reason')}): fewer samples")
+                flags.append(f"{label} {r.source} is a partial result ({r.doc.get('partial_reason') or 'interrupted'}): "
+                             "fewer samples")
     if len(base) == 1 or len(cand) == 1:
-        noise = ("one run per side: the test saw only within-run noise (repeats of one run), not run-to-run "
-                 "variation; give several runs per side (directories) to include it")
+        sides = "one run per side" if len(base) == len(cand) == 1 else f"{len(base)} vs {len(cand)} runs (a side with one run)"
+        noise = (f"{sides}: the test pooled the repeats and saw only within-run noise, not run-to-run variation, so "
+                 "a drift between runs can pass for a regression; give both sides several runs (directories) to include it")
     else:
         noise = f"{len(base)} vs {len(cand)} runs: the test compared run medians, so run-to-run noise is included"
     regressions = [c.metric for c in checks if c.verdict == "regression"]
@@ -536,19 +590,42 @@ def write_outputs(report: dict, *, markdown: str | None = None, junit: str | Non
 
     written = []
     md = to_markdown(report)
+
+    def write(option: str, path: Path, data: bytes) -> None:
+        from greenbench.errors import GreenbenchError
+
+        try:
+            written.append(str(atomic_write_bytes(path, data)))
+        except (OSError, GreenbenchError) as exc:
+            why = getattr(exc, "message", None) or getattr(exc, "strerror", None) or str(exc)
+            raise GateRefusal(f"{option} {path}: cannot write it ({why})",
+                              f"give {option} a path in a directory you can write to") from None
+
     if markdown:
-        written.append(str(atomic_write_bytes(Path(markdown), md.encode())))
-    summary = env.get("GITHUB_STEP_SUMMARY")
-    if summary:
-        with open(summary, "a", encoding="utf-8") as fh:
-            fh.write(md + "\n")
-        written.append(summary)
+        write("--markdown", Path(markdown), md.encode())
+    if env.get("GITHUB_STEP_SUMMARY"):
+        problem = append_step_summary(md + "\n", env)
+        if problem:
+            report["warnings"].append(problem)
+        else:
+            written.append(env["GITHUB_STEP_SUMMARY"])
     if junit:
-        written.append(str(atomic_write_bytes(Path(junit), to_junit(report))))
+        write("--junit", Path(junit), to_junit(report))
     if gab:
         smaller, bigger = to_gab(report)
         p = Path(gab)
-        written.append(str(atomic_write_bytes(p, canonical_bytes(smaller))))
-        big = p.with_name(f"{p.stem}-bigger{p.suffix or '.json'}")
-        written.append(str(atomic_write_bytes(big, canonical_bytes(bigger))))
+        write("--export-gab", p, canonical_bytes(smaller))
+        write("--export-gab", p.with_name(f"{p.stem}-bigger{p.suffix or '.json'}"), canonical_bytes(bigger))
     return written
+
+
+def append_step_summary(md: str, env=os.environ) -> str | None:
+    """Append to ``$GITHUB_STEP_SUMMARY``; returns a warning instead of failing when it cannot be written
+    (a summary is a courtesy: it must not turn a verdict into a crash)."""
+    path = env.get("GITHUB_STEP_SUMMARY")
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(md)
+    except OSError as exc:
+        return f"GITHUB_STEP_SUMMARY={path}: cannot append the summary: {exc.strerror or exc}"
+    return None

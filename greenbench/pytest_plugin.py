@@ -42,6 +42,7 @@ class _State:
         self.save = config.getoption("greenbench_save")
         self.compare = config.getoption("greenbench_compare")
         self.meters = None
+        self.warnings: list[str] = []
         self.reports: list[tuple[str, dict | None, str | None]] = []  # (nodeid, report, refusal or missing note)
 
     def get_meters(self):
@@ -64,8 +65,9 @@ class GreenbenchFixture:
         from greenbench.blocks import BlockSamples
 
         if self.samples is None:
+            self._state.get_meters()  # selects the meters, and with them the warnings every result carries
             self.samples = BlockSamples(self.nodeid, tokens=tokens)
-            self.samples.warnings.extend(getattr(self._state, "warnings", []))
+            self.samples.warnings.extend(self._state.warnings)
         elif self.samples.tokens != tokens:
             raise ValueError(f"{self.nodeid}: every measurement in one test must give the same tokens "
                              f"({self.samples.tokens!r}, then {tokens!r})")
@@ -139,8 +141,10 @@ def greenbench(request):
     yield fx
     if fx.samples is None or not fx.samples.duration_s:
         return
+    from greenbench.blocks import file_name
+
     doc = fx.samples.document()
-    name = doc["profile"]["name"] + ".json"
+    name = file_name(fx.nodeid)
     if state.save:
         from greenbench import results
         from greenbench.fsutil import atomic_write_bytes
@@ -208,8 +212,7 @@ def _write_outputs(state: _State) -> None:
     if state.config.getoption("greenbench_markdown"):
         atomic_write_bytes(Path(state.config.getoption("greenbench_markdown")), md.encode())
     if os.environ.get("GITHUB_STEP_SUMMARY") and md:
-        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as fh:
-            fh.write(md)
+        gate.append_step_summary(md)
     if state.config.getoption("greenbench_junit"):
         atomic_write_bytes(Path(state.config.getoption("greenbench_junit")), gate.to_junit_many(done))
     if os.environ.get("GITHUB_ACTIONS") == "true":

@@ -344,8 +344,12 @@ def samples_to_decide(a: Sequence[float], b: Sequence[float], alpha: float, powe
     v1 = sum((x - m1) ** 2 for x in xa) / (len(xa) - 1)
     v2 = sum((x - m2) ** 2 for x in xb) / (len(xb) - 1)
     sd = math.sqrt((v1 + v2) / 2.0)
-    if sd == 0 or m1 == m2:
+    if not math.isfinite(sd) or sd == 0 or m1 == m2:
         return None
     d = abs(m1 - m2) / sd
+    if not math.isfinite(d) or d == 0:
+        return None
+    if d < 1e-6:  # a difference a millionth of the noise: no sample size worth stating
+        return None
     n = 2.0 * (_z(1 - alpha / 2) + _z(power)) ** 2 / d ** 2 / (3.0 / math.pi)
     return max(math.ceil(n), min_n_exact_mwu(alpha))

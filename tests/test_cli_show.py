@@ -181,3 +181,37 @@ def test_profiles_names_whole_at_80_columns_and_in_pipes(columns, monkeypatch):
 def test_run_quiet_prints_the_result_only(tmp_path):
     res = runner.invoke(app, ["run", "llama-tiny", "-q", "--repeats", "1", "--warmup", "0", "--out", str(tmp_path)])
     assert res.exit_code == 0 and "warning" not in res.output and "J/token" in res.stdout
+
+
+def test_show_and_compare_refuse_a_directory(two_results):
+    d = str(two_results[0].parent)
+    for args in (["show", d], ["compare", d, str(two_results[1])]):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2 and "is a directory" in res.output and "Traceback" not in res.output
+
+
+def test_config_region_must_be_finite(tmp_path, monkeypatch):
+    monkeypatch.setenv("GREENBENCH_CONFIG_DIR", str(tmp_path))
+    for value in ("nan", "inf"):
+        (tmp_path / "config.toml").write_text(f"region = {value}\n")
+        res = runner.invoke(app, ["config", "show", "--json"])
+        assert res.exit_code == 2 and "Traceback" not in res.output
+
+
+def test_measure_runs_refuses_idle_and_keeps_runs_on_ctrl_c(monkeypatch):
+    res = runner.invoke(app, ["measure", "--runs", "2", "--idle", "1", "--", sys.executable, "-c", "pass"])
+    assert res.exit_code == 2 and "--idle" in res.output
+    import greenbench.measurement as m
+
+    real_run = m.run_command
+    calls = []
+
+    def interrupted_after_two(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_run(*a, **k)
+
+    monkeypatch.setattr(m, "run_command", interrupted_after_two)
+    doc = m.run_command_repeated([sys.executable, "-c", "pass"], runs=5, region="FRA")
+    assert doc["partial"] and doc["exit_code"] == 130 and doc["metrics"]["block"]["rounds"] == 2

@@ -54,7 +54,7 @@ def gate(
         raise gate_mod.GateRefusal("a gate needs a baseline and a candidate", "greenbench gate base.json cand.json")
     max_pct = gate_mod.threshold(max_regression, "--max-regression")
     alpha_v = gate_mod.check_alpha(_number(alpha, "--alpha"))
-    thresholds = dict(gate_mod.parse_check(c) for c in check) if check else None
+    thresholds = gate_mod.parse_checks(check) if check else None
     base = gate_mod.collect_runs(base_specs, "baseline")
     cand = gate_mod.collect_runs(cand_specs, "candidate")
     report = gate_mod.compare_runs(

@@ -50,6 +50,11 @@ def measure(
         except (AttributeError, OSError, ValueError):
             child_stdout = 2
     if runs > 1 or warmup:
+        if idle_s:
+            from greenbench.errors import GreenbenchError
+
+            raise GreenbenchError("--idle is not supported with --runs or --warmup",
+                                  "measure the idle baseline in a single run: drop --runs, or drop --idle")
         _repeated(cmd, tokens, meter, region, child_stdout, powercap_root, runs, warmup, json_out, render)
         return
     result = run_command(

@@ -66,8 +66,9 @@ def meters(
             ["meter", "method", "device", "domains"],
             [[m["name"], m["method"], m["device"], ", ".join(m["domains"]) or "-"] for m in plan["meters"]]
             or [["-", "-", "-", "(no host meter: " + ("energy is simulated" if plan["simulated"] else "none usable") + ")"]],
-            caption=f"windows span >= 20 update periods of the slowest counter ({plan['slowest_period_s'] * 1e3:.3g} ms)"
-            if plan["slowest_period_s"] else None,
+            caption=(f"energy windows here last at least {plan['need_aligned_s'] * 1e3:.3g} ms with edges aligned to the "
+                     f"slowest counter, {plan['need_unaligned_s'] * 1e3:.3g} ms otherwise (20 and 40 update periods; "
+                     "[run] min_window_periods)") if plan["need_unaligned_s"] else None,
         )
         for w in plan["warnings"]:
             render.warn(w)
@@ -99,12 +100,17 @@ def _plan(backend: str, scope: str, powercap_root) -> dict:
             "domains": [d.name for d in m.domains()],
             "update_period_s": update_period_s(m),
         })
+    from greenbench.runner import MeterSet
+
+    ms = MeterSet(chosen)
     return {
         "backend": backend,
         "scope": {**sc.as_dict(), "described": sc.describe()},
         "simulated": simulated,
         "meters": meters,
-        "slowest_period_s": max((m["update_period_s"] for m in meters), default=0.0),
+        "slowest_period_s": ms.slowest_period_s,
+        "need_aligned_s": ms.need_s(True),
+        "need_unaligned_s": ms.need_s(False),
         "warnings": warnings,
     }
 

@@ -21,8 +21,12 @@ def _load(ref: str, store: Optional[Path]) -> tuple[dict, list[str], str]:
     from greenbench.results import load_any, loads, parse_json
 
     p = Path(ref)
+    if p.is_dir():
+        raise GreenbenchError(f"{p} is a directory", f"give result files, e.g. {p}/*.json")
     if p.exists():
-        raw = parse_json(p.read_bytes(), str(p))
+        from greenbench.results import _read
+
+        raw = parse_json(_read(p)[1], str(p))
         signers = []
         if isinstance(raw, dict) and "payloadType" in raw:
             from greenbench.signing import verify_envelope
