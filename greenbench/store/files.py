@@ -115,6 +115,10 @@ def _put_slots(
     view = memoryview(ring)
     builder = unixfs.FileBuilder(unixfs.MAX_LINKS)
     shards = store.blockfiles.shards()  # leaves whose shard has no directory need no stat
+    # Checked once per file: the per-group checks cost a stat and a directory listing each, and every such
+    # system call in this thread hands the GIL to the hashing workers and waits to get it back. A block
+    # another writer packs meanwhile is then stored twice, which costs space only.
+    rows_only = store._index_has_its_rows()
     nodes: list[tuple[CID, bytes]] = []
     seen: set[bytes] = set()
     total = 0
@@ -166,7 +170,8 @@ def _put_slots(
                     inflight.popleft()
                     group.append((index, future.result()))
                 # which of the group's leaves are stored already: one index query for all of them
-                present = iter(store._present_many([(c.multihash, n) for _, leaves in group for c, n in leaves], shards))
+                present = iter(store._present_many([(c.multihash, n) for _, leaves in group for c, n in leaves], shards,
+                                                   rows_only))
                 for index, leaves in group:
                     for k, (cid, n) in enumerate(leaves):
                         nodes.extend(builder.add_leaf(cid, n))

@@ -208,12 +208,12 @@ class LocalStore:
         """``(pack, offset, length)`` of a packed block, or None."""
         return self._packed_many([mh]).get(mh)
 
-    def _packed_many(self, mhs: list[bytes]) -> dict[bytes, tuple[str, int, int]]:
+    def _packed_many(self, mhs: list[bytes], rows_only: bool = False) -> dict[bytes, tuple[str, int, int]]:
         """The packed rows of those of ``mhs`` that are packed, in one query. A store whose index lost its
         rows (and that nobody has written to since, which would rebuild them) is read from the packs'
-        trailers."""
+        trailers, unless ``rows_only`` (a caller that checked :meth:`_index_has_its_rows` already)."""
         rows = self.index.packed_many(mhs)
-        if len(rows) == len(mhs):
+        if len(rows) == len(mhs) or rows_only:
             return rows
         ident = self._index_id()
         if ident is not None and ident == self._rows_seen:
@@ -252,11 +252,18 @@ class LocalStore:
         """True when the block is stored (a file or a packed row of that size); not re-hashed."""
         return self._present_many([(mh, size)])[0]
 
-    def _present_many(self, blocks: list[tuple[bytes, int]], shards: set[str] | None = None) -> list[bool]:
+    def _index_has_its_rows(self) -> bool:
+        """Whether the index can be trusted to list every packed block (it has rows, or there are no packs):
+        else presence is read from the packs' trailers (see :meth:`_packed_many`)."""
+        return self.index.has_packed_rows() or not self.packs.any()
+
+    def _present_many(self, blocks: list[tuple[bytes, int]], shards: set[str] | None = None,
+                      rows_only: bool = False) -> list[bool]:
         """:meth:`_present` of several blocks: one index query, then a stat for each block not packed
         (skipped when ``shards``, the shard directories that existed when a write began, lacks its shard:
-        a block file made meanwhile is then stored a second time in the pack, which costs space only)."""
-        rows = self._packed_many([mh for mh, _ in blocks])
+        a block file made meanwhile is then stored a second time in the pack, which costs space only).
+        ``rows_only``: trust the index's rows (checked once by the caller with :meth:`_index_has_its_rows`)."""
+        rows = self._packed_many([mh for mh, _ in blocks], rows_only)
         return [
             (mh in rows and rows[mh][2] == size)
             or ((shards is None or shard_of(mh) in shards) and self.blockfiles.size(mh) == size)
