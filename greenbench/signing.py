@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import binascii
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -54,6 +55,11 @@ __all__ = [
     "load_or_create_key",
     "did_key",
     "public_key_from_did",
+    "did_public_bytes",
+    "strict_rejection",
+    "public_key_problem",
+    "verify_signature",
+    "SMALL_ORDER_Y",
     "pae",
     "b64decode",
     "dsse_verify",
@@ -249,10 +255,15 @@ def public_key_from_did(did: str) -> "Ed25519PublicKey":
     """The Ed25519 public key named by ``did`` (``did:key:z6Mk…``).
 
     Raises:
-        GreenbenchError: not a did:key, not base58btc, not an ed25519-pub key, or wrong length.
+        GreenbenchError: not a did:key, not base58btc, not an ed25519-pub key, wrong length, or a key no
+            signature can be trusted from (small order, non-canonical: see :func:`public_key_problem`).
     """
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    return _public_object(did_public_bytes(did))
 
+
+@functools.lru_cache(maxsize=4096)
+def did_public_bytes(did: str) -> bytes:
+    """The raw 32-byte Ed25519 public key named by ``did`` (checked as :func:`public_key_from_did` says)."""
     if not isinstance(did, str) or not did.startswith(_DID_PREFIX + "z"):
         raise GreenbenchError(
             f"{did!r} is not an Ed25519 did:key",
@@ -272,7 +283,10 @@ def public_key_from_did(did: str) -> "Ed25519PublicKey":
     # Round-trip: reject non-canonical spellings (e.g. extra leading '1's) so one key has one id.
     if _b58encode(decoded) != did[len(_DID_PREFIX) + 1 :]:
         raise GreenbenchError(f"{did!r} is not a canonically encoded did:key")
-    return Ed25519PublicKey.from_public_bytes(decoded[2:])
+    problem = public_key_problem(decoded[2:])
+    if problem is not None:
+        raise GreenbenchError(f"{did!r} is not a usable Ed25519 key: {problem}")
+    return decoded[2:]
 
 
 # --------------------------------------------------------------------------- DSSE
@@ -371,14 +385,100 @@ def dsse_verify(
     return payload, signed
 
 
-def _ed25519_ok(key: "Ed25519PublicKey", sig: bytes, message: bytes) -> bool:
+# --------------------------------------------------------------------------- strict Ed25519
+
+#: The field prime p = 2^255 - 19 and the prime order L of the base point (RFC 8032, section 5.1).
+_P = 2**255 - 19
+_L = 2**252 + 27742317777372353535851937790883648493
+_Y_MASK = (1 << 255) - 1
+#: y-coordinates of the eight points of small order (dividing 8) on edwards25519, plus the two
+#: non-canonical spellings p and p + 1 of y = 0 and y = 1: the identity (y = 1), the point of order 2
+#: (y = p - 1), the two of order 4 (y = 0) and the four of order 8 (the two y below, each with either
+#: sign of x). An encoding whose y is one of these (whatever its sign bit) is rejected, as libsodium's
+#: ``ge25519_has_small_order`` does; tests/test_signing.py derives them from the curve equation.
+SMALL_ORDER_Y = frozenset({
+    0,
+    1,
+    0x05FC536D880238B13933C6D305ACDFD5F098EFF289F4C345B027B2C28F95E826,
+    0x7A03AC9277FDC74EC6CC392CFA53202A0F67100D760B3CBA4FD84D3D706A17C7,
+    _P - 1,
+    _P,
+    _P + 1,
+})
+
+
+def strict_rejection(public: bytes, sig: bytes) -> str | None:
+    """Why libsodium's ``crypto_sign_verify_detached`` would refuse ``sig`` by ``public`` before any
+    curve arithmetic, or None.
+
+    The rules (libsodium's ``_crypto_sign_ed25519_verify_detached``): S is canonical (S < L, RFC 8032
+    section 5.1.7 step 1); R is not of small order; A is canonically encoded (y < p) and not of small
+    order. A small-order A signs anything: the did:key of the identity point with the signature
+    "identity || zeros" satisfies the verification equation for every message. The equation itself is
+    then checked without the cofactor by comparing encodings, so a non-canonical R never matches.
+    """
+    if len(public) != 32:
+        return f"a public key has 32 bytes, got {len(public)}"
+    if len(sig) != 64:
+        return f"a signature has 64 bytes, got {len(sig)}"
+    if int.from_bytes(sig[32:], "little") >= _L:
+        return "its S is not reduced modulo L (non-canonical signature)"
+    if int.from_bytes(sig[:32], "little") & _Y_MASK in SMALL_ORDER_Y:
+        return "its R is a point of small order"
+    y = int.from_bytes(public, "little") & _Y_MASK
+    if y >= _P:
+        return "the public key is not canonically encoded"
+    if y in SMALL_ORDER_Y:
+        return "the public key is a point of small order"
+    return None
+
+
+def public_key_problem(public: bytes) -> str | None:
+    """Why ``public`` can never be a trustworthy Ed25519 key (non-canonical or small order), or None."""
+    if len(public) != 32:
+        return f"a public key has 32 bytes, got {len(public)}"
+    y = int.from_bytes(public, "little") & _Y_MASK
+    if y >= _P:
+        return "it is not a canonically encoded point"
+    if y in SMALL_ORDER_Y:
+        return "it is a point of small order, which verifies signatures it never made"
+    return None
+
+
+def verify_signature(public: bytes, sig: bytes, message: bytes) -> bool:
+    """Strict Ed25519 verification, accepting exactly what libsodium's ``crypto_sign_verify_detached``
+    accepts: :func:`strict_rejection`'s checks, then OpenSSL's cofactorless check (through
+    ``cryptography``), which compares the encoding of [S]B - [k]A with R byte for byte."""
+    if strict_rejection(public, sig) is not None:
+        return False
     from cryptography.exceptions import InvalidSignature
 
     try:
-        key.verify(sig, message)
+        _public_object(public).verify(sig, message)
         return True
-    except InvalidSignature:
+    except (InvalidSignature, ValueError):
         return False
+
+
+_KEY_OBJECTS: dict[bytes, Any] = {}
+
+
+def _public_object(public: bytes) -> "Ed25519PublicKey":
+    """The ``cryptography`` key object of raw ``public`` bytes (kept: a store holds few signers)."""
+    key = _KEY_OBJECTS.get(public)
+    if key is None:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        key = Ed25519PublicKey.from_public_bytes(public)
+        if len(_KEY_OBJECTS) < 4096:
+            _KEY_OBJECTS[public] = key
+    return key
+
+
+def _ed25519_ok(key: "Ed25519PublicKey | bytes", sig: bytes, message: bytes) -> bool:
+    """:func:`verify_signature` for a key object or raw bytes."""
+    raw = bytes(key) if isinstance(key, (bytes, bytearray)) else _raw_public(key)
+    return verify_signature(raw, sig, message)
 
 
 # --------------------------------------------------------------------------- greenbench envelopes
@@ -500,14 +600,17 @@ def verify_envelope(env: Any, trust: set[str] | frozenset[str] | None = None) ->
             raise VerificationError(f"signature {i} has no keyid (a did:key is required)")
         keyid = entry["keyid"]
         try:
-            public = public_key_from_did(keyid)
+            public = did_public_bytes(keyid)
         except GreenbenchError as exc:
             raise VerificationError(f"signature {i}: {exc.message}") from None
         try:
             sig = b64decode(entry.get("sig"))
         except ValueError as exc:
             raise VerificationError(f"signature {i} by {keyid} is not base64: {exc}") from None
-        if len(sig) != 64 or not _ed25519_ok(public, sig, message):
+        why = strict_rejection(public, sig)
+        if why is not None:
+            raise VerificationError(f"signature {i} by {keyid} is refused: {why}")
+        if not verify_signature(public, sig, message):
             raise VerificationError(f"signature {i} by {keyid} does not verify")
         signers.append(keyid)
     if trust is not None:

@@ -102,6 +102,98 @@ def test_did_key_vectors(vec):
     assert signing._raw_public(signing.public_key_from_did(vec["did"])) == raw
 
 
+# ----------------------------------------------------------------------------- strict Ed25519
+
+SPECCHECK = json.loads((DATA / "ed25519-speccheck" / "cases.json").read_text())
+#: Cases of "Taming the many EdDSAs" that libsodium's crypto_sign_verify_detached accepts (the
+#: repository's results table): only case 3, mixed-order A and R passing the cofactorless equation.
+LIBSODIUM_ACCEPTS = {3}
+
+
+@pytest.mark.parametrize("case", range(len(SPECCHECK)))
+def test_speccheck_cases_as_libsodium(case):
+    vec = SPECCHECK[case]
+    public, sig, msg = (bytes.fromhex(vec[k]) for k in ("pub_key", "signature", "message"))
+    assert signing.verify_signature(public, sig, msg) == (case in LIBSODIUM_ACCEPTS)
+    if case not in LIBSODIUM_ACCEPTS:
+        # every refusal but the cofactored-only cases (4, 5) is decided before any curve arithmetic
+        assert (signing.strict_rejection(public, sig) is None) == (case in (4, 5))
+
+
+def test_speccheck_has_twelve_cases():
+    assert len(SPECCHECK) == 12
+
+
+def _edwards():
+    """Pure-Python edwards25519 (RFC 8032 section 5.1): the point addition, for deriving constants."""
+    p = 2**255 - 19
+    d = -121665 * pow(121666, p - 2, p) % p
+
+    def add(a, b):
+        (x1, y1), (x2, y2) = a, b
+        t = d * x1 * x2 * y1 * y2 % p
+        return ((x1 * y2 + x2 * y1) * pow(1 + t, p - 2, p) % p, (y1 * y2 + x1 * x2) * pow(1 - t, p - 2, p) % p)
+
+    def x_of(y):  # RFC 8032 5.1.3 step 2-3 (either root)
+        u, v = (y * y - 1) % p, (d * y * y + 1) % p
+        x = u * pow(v, 3, p) * pow(u * pow(v, 7, p), (p - 5) // 8, p) % p
+        if v * x * x % p == (p - u) % p:
+            x = x * pow(2, (p - 1) // 4, p) % p
+        return x if v * x * x % p == u % p else None
+
+    return p, add, x_of
+
+
+def test_small_order_blacklist_is_the_8_torsion():
+    p, add, x_of = _edwards()
+    canonical = {y for y in signing.SMALL_ORDER_Y if y < p}
+    assert signing.SMALL_ORDER_Y - canonical == {p, p + 1}  # non-canonical spellings of 0 and 1
+    for y in canonical:
+        x = x_of(y)
+        assert x is not None, y
+        point, orders = (x, y), []
+        acc = point
+        for n in range(1, 9):
+            if acc == (0, 1):
+                orders.append(n)
+            acc = add(acc, point)
+        assert orders and 8 % orders[0] == 0, (y, orders)  # its order divides 8
+    assert len(canonical) == 5  # y of: identity, order 2, order 4 (both), order 8 (two y, each +-x)
+
+
+def _identity_envelope(doc):
+    """The forgery of the issue: the did:key of the identity point, signature identity || zeros."""
+    identity = (1).to_bytes(32, "little")
+    payload = canonical_bytes(signing.make_statement(doc, "r.json"))
+    return {
+        "payload": base64.b64encode(payload).decode(),
+        "payloadType": signing.PAYLOAD_TYPE,
+        "signatures": [{"keyid": signing.did_key(identity), "sig": base64.b64encode(identity + bytes(32)).decode()}],
+    }
+
+
+def test_identity_key_forgery_is_refused():
+    identity = (1).to_bytes(32, "little")
+    # OpenSSL alone accepts it for any message: that is what the strict checks are for
+    public = Ed25519PublicKey.from_public_bytes(identity)
+    public.verify(identity + bytes(32), b"any message at all")
+    assert not signing.verify_signature(identity, identity + bytes(32), b"any message at all")
+    with pytest.raises(VerificationError, match="small order"):
+        signing.verify_envelope(_identity_envelope(RESULT))
+    with pytest.raises(GreenbenchError, match="small order"):
+        signing.public_key_from_did(signing.did_key(identity))
+
+
+def test_non_canonical_s_is_refused():
+    msg = b"m"
+    sig = KEY_A.sign(msg)
+    raw = signing._raw_public(KEY_A)
+    assert signing.verify_signature(raw, sig, msg)
+    s = int.from_bytes(sig[32:], "little") + signing._L  # the same S, not reduced
+    assert s < 2**256
+    assert not signing.verify_signature(raw, sig[:32] + s.to_bytes(32, "little"), msg)
+
+
 # ----------------------------------------------------------------------------- did:key and base64
 
 
