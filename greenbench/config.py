@@ -6,7 +6,9 @@ default is ``~/.config/greenbench``). Its keys:
     region = "FRA"          grid region for carbon when neither --region nor a profile gives one
     pue = 1.2               facility energy / IT energy (>= 1.0) applied to carbon
     store = "/path/store"   the local content-addressed store (as --store / GREENBENCH_STORE)
-    trust = "/path/trust"   the trust file read by verify, leaderboard and serve (as --trust)
+    trust = "/path/trust"   the trust file read by verify, leaderboard and serve (as --trust); without it,
+                            <config dir>/trust.txt if `greenbench keys trust add` made one, else only
+                            the local signing key is trusted (greenbench.trust)
 
 An unknown key is an error (exit 2, with the closest known key): a misspelt ``regoin`` silently ignored
 would put every result under the world average. Each setting's effective value comes from the first of:
@@ -105,7 +107,12 @@ def effective() -> list[dict]:
     add("region", "GREENBENCH_REGION", "WORLD", "default: the world average (results say so; set a region)")
     add("pue", "GREENBENCH_PUE", 1.0)
     add("store", "GREENBENCH_STORE", str(data_dir() / "store"))
-    add("trust", None, None, "default: only the local signing key is trusted")
+    trust_default = config_dir() / "trust.txt"  # greenbench.trust.DEFAULT_FILE
+    if "trust" not in data and trust_default.exists():
+        out.append({"key": "trust", "value": str(trust_default),
+                    "origin": "the default trust file (greenbench keys trust add|rm)"})
+    else:
+        add("trust", None, None, "default: only the local signing key is trusted")
     out.append({"key": "config_file", "value": str(p), "origin": "exists" if p.exists() else "does not exist"})
     cfg_env = "GREENBENCH_CONFIG_DIR"
     out.append({"key": "config_dir", "value": str(config_dir()),

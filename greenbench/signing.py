@@ -698,8 +698,13 @@ def load_envelope(path: str | os.PathLike) -> dict:
     return doc
 
 
-def read_trust_file(path: str | os.PathLike) -> set[str]:
+def read_trust_file(path: str | os.PathLike, allow_empty: bool = False, ordered: bool = False):
     """The did:keys listed in a trust file: one per line; blank lines and ``#`` comments ignored.
+
+    Args:
+        allow_empty: a file listing no key means "trust nobody" (the trust file ``greenbench keys trust``
+            manages); else it is an error (a ``--trust`` file that lists nobody is a mistake).
+        ordered: return a list in file order (duplicates dropped) instead of a set.
 
     Raises:
         GreenbenchError: unreadable, an invalid did:key (with file:line), or no keys at all.
@@ -709,7 +714,7 @@ def read_trust_file(path: str | os.PathLike) -> set[str]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise GreenbenchError(f"cannot read trust file {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    keys: set[str] = set()
+    keys: dict[str, None] = {}
     for lineno, line in enumerate(text.splitlines(), 1):
         entry = line.split("#", 1)[0].strip()
         if not entry:
@@ -721,12 +726,12 @@ def read_trust_file(path: str | os.PathLike) -> set[str]:
                 f"{path}:{lineno}: {exc.message}",
                 "list one signer per line as did:key:z6Mk… (from `greenbench keys show`); # starts a comment",
             ) from None
-        keys.add(entry)
-    if not keys:
+        keys[entry] = None
+    if not keys and not allow_empty:
         raise GreenbenchError(
             f"trust file {path} lists no did:key", "add the did:key of each signer you trust, one per line"
         )
-    return keys
+    return list(keys) if ordered else set(keys)
 
 
 def envelope_path_for(result_path: str | os.PathLike) -> Path:

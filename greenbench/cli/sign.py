@@ -2,7 +2,7 @@
 
 ``sign RESULT`` wraps a result document in a signed DSSE envelope written atomically beside it
 (``<stem>.dsse.json``). ``verify FILE`` exits 0 only if the envelope's signatures and subject digest
-check out (and, with ``--trust FILE``, a listed did:key signed it); 1 on any failed check; 2 when
+check out (and, when a trust file is given or configured, a listed did:key signed it); 1 on any failed check; 2 when
 FILE is not JSON or not an envelope.
 """
 
@@ -56,24 +56,32 @@ def sign_cmd(
 def verify_cmd(
     file: Path = typer.Argument(..., help="A DSSE envelope (.dsse.json)."),
     trust: Optional[Path] = typer.Option(
-        None, "--trust", help="File of trusted did:keys, one per line (# comments); others fail."
+        None, "--trust", help="File of trusted did:keys, one per line (# comments); others fail. "
+        "Default: the config file's `trust`, else the trust file of `greenbench keys trust`."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the verdict as JSON on stdout."),
 ) -> None:
-    """Verify a signed result: exit 0 if it checks out, 1 if not, 2 if FILE is not an envelope."""
+    """Verify a signed result: exit 0 if it checks out, 1 if not (or if a trust file does not list its
+    signer), 2 if FILE is not an envelope."""
     from greenbench import signing
+    from greenbench import trust as trust_policy
     from greenbench.canonical import canonical_bytes
     from greenbench.cli import render
     from greenbench.errors import VerificationError
 
-    trusted = signing.read_trust_file(trust) if trust is not None else None
+    policy = trust_policy.resolve(trust)
+    enforced = policy.keys if policy.from_file else None
     envelope = signing.load_envelope(file)
     try:
-        v = signing.verify_envelope(envelope, trusted)
+        v = signing.verify_envelope(envelope, enforced)
     except VerificationError as err:
         if as_json:
             render.print_json_bytes(canonical_bytes({"file": str(file), "reason": err.message, "verified": False}))
-        raise VerificationError(f"{file}: {err.message}", err.hint) from None
+        hint = err.hint
+        if enforced is not None and "trust list" in err.message:
+            hint = f"trusted keys come from {policy.source}; add one with `greenbench keys trust add DID`"
+        raise VerificationError(f"{file}: {err.message}", hint) from None
+    trusted = bool(policy.trusted_signers(v.signers))
     if as_json:
         render.print_json_bytes(
             canonical_bytes(
@@ -83,14 +91,20 @@ def verify_cmd(
                     "signer": v.signer,
                     "signers": list(v.signers),
                     "subject": v.subject_name,
-                    "trusted": trusted is not None,
+                    "trusted": trusted,
+                    "trust_source": policy.source,
                     "verified": True,
                 }
             )
         )
     else:
-        trust_note = " (trusted)" if trusted is not None else " (no trust list given: anyone can sign)"
-        typer.echo(f"verified: {file} signed by {v.signer}{trust_note}")
+        if enforced is not None:
+            note = f" (trusted: {policy.source})"
+        elif trusted:
+            note = " (trusted: the local signing key)"
+        else:
+            note = " (not a trusted key: the leaderboard lists it apart; `greenbench keys trust add DID` trusts it)"
+        typer.echo(f"verified: {file} signed by {v.signer}{note}")
         render.info(f"subject {v.subject_name or '?'} sha256:{v.sha256}")
 
 
