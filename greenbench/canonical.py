@@ -9,13 +9,13 @@ NaN and infinities are not JSON and are rejected.
 from __future__ import annotations
 
 import math
+import re
 from decimal import Decimal
 from typing import Any
 
 __all__ = ["canonical_bytes", "format_number", "json_string"]
 
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-_NEEDS_ESCAPE = frozenset(chr(i) for i in range(0x20)) | {'"', "\\"}
 
 
 def canonical_bytes(value: Any) -> bytes:
@@ -26,51 +26,76 @@ def canonical_bytes(value: Any) -> bytes:
     """
     parts: list[str] = []
     try:
-        _encode(value, parts)
+        _encode(value, parts.append)
     except RecursionError:
         raise ValueError("document nested too deeply to encode") from None
     return "".join(parts).encode("utf-8")
 
 
-def _encode(value: Any, out: list[str]) -> None:
-    if value is None:
-        out.append("null")
-    elif value is True:
-        out.append("true")
-    elif value is False:
-        out.append("false")
-    elif isinstance(value, str):
-        out.append(json_string(value))
-    elif isinstance(value, (int, float)):
-        out.append(format_number(value))
-    elif isinstance(value, dict):
-        for key in value:
-            if not isinstance(key, str):
-                raise ValueError(f"JSON object keys must be strings, got {type(key).__name__}: {key!r}")
-        out.append("{")
+def _utf16(key: str) -> bytes:
+    return key.encode("utf-16-be")
+
+
+def _encode(value: Any, out) -> None:
+    # Hot path of signing and publishing: the common types are tested by exact type first.
+    kind = type(value)
+    if kind is str:
+        out(json_string(value))
+    elif kind is float:
+        out(format_number(value))
+    elif kind is dict:
+        try:
+            joined = "".join(value)
+        except TypeError:
+            key = next(k for k in value if not isinstance(k, str))
+            raise ValueError(f"JSON object keys must be strings, got {type(key).__name__}: {key!r}") from None
+        # UTF-16 code-unit order is code-point order unless a key has a character above U+D7FF
+        keys = sorted(value) if joined.isascii() else sorted(value, key=_utf16)
+        out("{")
         first = True
-        for key in sorted(value, key=lambda k: k.encode("utf-16-be")):
-            if not first:
-                out.append(",")
-            first = False
-            out.append(json_string(key))
-            out.append(":")
+        for key in keys:
+            if first:
+                first = False
+            else:
+                out(",")
+            out(json_string(key))
+            out(":")
             _encode(value[key], out)
-        out.append("}")
-    elif isinstance(value, (list, tuple)):
-        out.append("[")
+        out("}")
+    elif kind is list or kind is tuple:
+        out("[")
         for i, item in enumerate(value):
             if i:
-                out.append(",")
+                out(",")
             _encode(item, out)
-        out.append("]")
+        out("]")
+    elif value is None:
+        out("null")
+    elif value is True:
+        out("true")
+    elif value is False:
+        out("false")
+    elif kind is int:
+        out(format_number(value))
+    elif isinstance(value, str):
+        out(json_string(value))
+    elif isinstance(value, (int, float)):
+        out(format_number(value))
+    elif isinstance(value, dict):
+        _encode(dict(value), out)
+    elif isinstance(value, (list, tuple)):
+        _encode(list(value), out)
     else:
         raise ValueError(f"cannot encode {type(value).__name__} as JSON: {value!r}")
 
 
+#: Characters a JSON string literal must escape.
+_ESCAPE_SEARCH = re.compile(r'[\x00-\x1f"\\]').search
+
+
 def json_string(s: str) -> str:
     """A JSON string literal with the minimal escapes (RFC 8785 section 3.2.2.2; DAG-JSON uses the same)."""
-    if not any(c in _NEEDS_ESCAPE for c in s):
+    if _ESCAPE_SEARCH(s) is None:
         return f'"{s}"'
     chars = ['"']
     for ch in s:
@@ -100,6 +125,11 @@ def format_number(x: int | float) -> str:
         raise ValueError(f"{x} is not a JSON number (NaN and infinities are rejected)")
     if x == 0:
         return "0"
+    text = repr(x)
+    if "e" not in text:
+        # repr writes 1e-4 <= |x| < 1e16 in positional notation with the shortest round-trip digits, as
+        # ECMAScript does for 1e-6 <= |x| < 1e21; only a whole number's ".0" differs
+        return text[:-2] if text.endswith(".0") else text
     sign = "-" if x < 0 else ""
     # repr() gives the shortest digit string that round-trips, as ECMAScript requires.
     _, digits_t, exp = Decimal(repr(abs(x))).as_tuple()

@@ -82,3 +82,40 @@ def test_numbers_round_trip(x):
 def test_documents_round_trip_and_are_stable(doc):
     data = canonical_bytes(doc)
     assert canonical_bytes(json.loads(data)) == data
+
+
+def _es_number_reference(x: float) -> str:
+    """ECMAScript Number::toString laid out from the shortest round-trip digits, position by position
+    (ECMA-262 section 6.1.6.1.20), as a check on format_number's positional fast path."""
+    from decimal import Decimal
+
+    if x == 0:
+        return "0"
+    sign = "-" if x < 0 else ""
+    _, digits_t, exp = Decimal(repr(abs(x))).as_tuple()
+    digits = "".join(map(str, digits_t)).rstrip("0") or "0"
+    exp += len(digits_t) - len(digits)
+    k, n = len(digits), exp + len(digits)
+    if k <= n <= 21:
+        return sign + digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return sign + digits[:n] + "." + digits[n:]
+    if -6 < n <= 0:
+        return sign + "0." + "0" * (-n) + digits
+    e = n - 1
+    return sign + digits[0] + ("." + digits[1:] if k > 1 else "") + f"e{'+' if e >= 0 else '-'}{abs(e)}"
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_format_number_matches_the_positional_layout(x):
+    assert format_number(x) == _es_number_reference(x)
+
+
+@pytest.mark.parametrize("x", [1e-7, 1e-6, 1.5e-5, 1e-4, 0.1, 5.0, 1e15, 1e16, 123456789012345680.0, 1e21, 1e22, -2.5e-6])
+def test_format_number_around_the_notation_switches(x):
+    assert format_number(x) == _es_number_reference(x)
+
+
+def test_keys_above_the_bmp_sort_by_utf16_code_units():
+    # U+1F600 is the surrogate pair D83D DE00, which sorts before U+E000 in UTF-16 (not in code points)
+    assert canonical_bytes({"\ue000": 1, "\U0001f600": 2, "a": 3}) == '{"a":3,"\U0001f600":2,"\ue000":1}'.encode()
