@@ -61,6 +61,77 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int = 0o644) 
     return Path(path)
 
 
+def atomic_write_many(items: list[tuple[Path, bytes]], mode: int = 0o644) -> None:
+    """Write many small files atomically and durably with one filesystem sync instead of one per file.
+
+    Every file goes to a temporary file beside its destination; then the filesystem holding them is
+    synced once (``syncfs``; where that is unavailable, each file is fsynced), each temporary file is
+    renamed over its destination and each directory fsynced, so after a crash a destination is either
+    as it was or complete. Publishing thousands of results writes their envelopes this way: one fsync
+    per file costs about 0.5 ms on an SSD, more than signing the result.
+
+    Raises:
+        GreenbenchError: a directory cannot be written (the temporary files written so far are removed).
+    """
+    if not items:
+        return
+    temps: list[tuple[str, Path]] = []
+    renamed = 0
+    try:
+        by_device: dict[int, list[str]] = {}
+        for path, data in items:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            temps.append((tmp, path))
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fchmod(fd, mode)
+                by_device.setdefault(os.fstat(fd).st_dev, []).append(tmp)
+            finally:
+                os.close(fd)
+        for files in by_device.values():
+            if not _syncfs(files[0]):
+                for tmp in files:
+                    fd = os.open(tmp, os.O_RDONLY)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+        for tmp, path in temps:
+            os.replace(tmp, path)
+            renamed += 1
+    except BaseException as exc:
+        for tmp, _ in temps[renamed:]:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        if isinstance(exc, OSError):
+            raise GreenbenchError(f"cannot write {getattr(exc, 'filename', None) or 'a file'}: {exc.strerror or exc}",
+                                  "check the directory's permissions and free space") from None
+        raise
+    for directory in {path.parent for _, path in temps}:
+        fsync_dir(directory)
+
+
+def _syncfs(path: str) -> bool:
+    """``syncfs(2)`` the filesystem holding ``path`` (Linux); False where unavailable."""
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        syncfs = libc.syncfs
+    except (OSError, AttributeError):
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return syncfs(fd) == 0
+    finally:
+        os.close(fd)
+
+
 def fsync_dir(directory: str | os.PathLike) -> None:
     """fsync a directory so a rename inside it is durable (best effort where unsupported)."""
     try:

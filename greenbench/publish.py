@@ -12,7 +12,16 @@ Terms:
         endpoint, Kubo or a greenbench server (``dag/import`` of a one-block CAR, then ``pin/add``).
 
 The envelope is always verified before it leaves the machine and is always kept in the local store
-too, so ``publish`` prints a CID that ``greenbench store get`` can answer.
+too, so ``publish`` prints a CID that ``greenbench store get`` can answer. A result signed here is also
+written beside its file as ``<stem>.dsse.json``, as ``greenbench sign`` writes it.
+
+Many at once: ``publish`` takes files and directories (every ``*.json`` below a directory that is a
+greenbench result or a DSSE envelope; a result whose ``.dsse.json`` lies beside it is published through
+that envelope). Reading, signing and verifying run in worker processes, a batch at a time; each batch's
+new envelopes go into the store as one pack with one index transaction, and its ``.dsse.json`` files are
+written with one filesystem sync (:func:`greenbench.fsutil.atomic_write_many`). Each envelope is verified
+once, here, and the verdict and every field the leaderboard ranks are kept in the store's index
+(:mod:`greenbench.leaderboard.fields`).
 """
 
 from __future__ import annotations
@@ -21,12 +30,19 @@ import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from greenbench.errors import GreenbenchError, VerificationError
 
 __all__ = [
     "PublishOutcome",
+    "PublishReport",
+    "publish_paths",
+    "collect_paths",
+    "prepare_file",
+    "refresh_index",
+    "verify_results",
+    "board_record",
     "normalize_envelope",
     "envelope_block",
     "index_info",
@@ -36,8 +52,7 @@ __all__ = [
     "push_to_kubo",
     "destination_kind",
     "publish_file",
-    "load_verified_results",
-    "verify_entries",
+    "remote_records",
     "result_index_entry",
     "reindex_store",
     "RESULT_BLOCK_PREFIX",
@@ -71,6 +86,7 @@ class PublishOutcome:
     stored_locally: bool = False
     store_dir: str = ""
     remote: dict = field(default_factory=dict)
+    path: str | None = None
 
     def to_json(self) -> dict:
         return {
@@ -103,12 +119,16 @@ def normalize_envelope(env: dict) -> dict:
     return {"payload": _b64(b64decode(env["payload"])), "payloadType": env["payloadType"], "signatures": sigs}
 
 
-def envelope_block(env: dict):
-    """``(CID, dag-json bytes)`` of the normalized envelope (codec dag-json, sha2-256)."""
+def envelope_block(env: dict, normalized: bool = False):
+    """``(CID, dag-json bytes)`` of the normalized envelope (codec dag-json, sha2-256).
+
+    Args:
+        normalized: ``env`` is already in the normalized form (an envelope greenbench just signed).
+    """
     from greenbench.store import dagjson
     from greenbench.store.cid import cid_for
 
-    block = dagjson.encode(normalize_envelope(env))
+    block = dagjson.encode(env if normalized else normalize_envelope(env))
     return cid_for(block, "dag-json"), block
 
 
@@ -120,16 +140,34 @@ def _get(doc: Any, path: str) -> Any:
     return doc
 
 
+def board_record(verified) -> dict:
+    """The leaderboard's columns of a verified envelope (:func:`greenbench.leaderboard.fields.record`),
+    with the extractor's version and the verdict: ``ok``, or ``malformed: why`` for a validly signed
+    result the leaderboard cannot rank (it is listed as skipped, with that reason)."""
+    from greenbench.leaderboard.fields import FIELDS_VERSION, Malformed, record
+
+    try:
+        board = record(verified.result, signers=verified.signers or (verified.signer,), sha256=verified.sha256)
+        board["verdict"] = "ok"
+    except Malformed as exc:
+        board = {"sha256": verified.sha256, "signers": list(verified.signers or (verified.signer,)),
+                 "verdict": f"malformed: {exc}"}
+    board["fields"] = FIELDS_VERSION
+    return board
+
+
 def index_info(verified) -> dict:
     """What the local store's result index records for a verified envelope.
 
     Keys: ``signer``, ``profile``, ``backend``, ``hardware`` (``cpu_model``, ``gpu_models``),
     ``created``, ``metrics`` (the medians the leaderboard ranks by), plus ``sha256`` and ``subject``
-    of the signed statement. Missing fields of a result are None, never guessed.
+    of the signed statement, and ``board`` (:func:`board_record`). Missing fields of a result are None,
+    never guessed.
     """
     r = verified.result
     gpus = _get(r, "environment.gpu_models")
     return {
+        "board": board_record(verified),
         "signer": verified.signer,
         "profile": _get(r, "profile.name"),
         "backend": _get(r, "backend"),
@@ -282,7 +320,8 @@ def publish_file(
     key_dir: str | os.PathLike | None = None,
     transport: Any = None,
 ) -> PublishOutcome:
-    """Sign ``path`` if needed, keep the envelope in the local store, and push it to ``to``.
+    """Sign ``path`` if needed (writing ``<stem>.dsse.json`` beside it), keep the envelope in the local
+    store, and push it to ``to``.
 
     Args:
         path: a result document or a DSSE envelope.
@@ -291,77 +330,387 @@ def publish_file(
         token: bearer token for a greenbench server (or a Kubo node with ``API.Authorizations``).
         key_dir: where the signing key lives (default: the user config dir).
         transport: an ``httpx`` transport (tests).
+
+    Raises:
+        GreenbenchError: bad input, an unreachable or refusing destination (exit 2).
+        VerificationError: an envelope, or a destination's answer, that does not verify (exit 1).
     """
+    if Path(path).is_dir():
+        raise GreenbenchError(f"{path} is a directory", "use publish_paths for directories")
+    report = publish_paths([path], to=to, store_dir=store_dir, token=token, key_dir=key_dir, transport=transport)
+    if report.failed:
+        f = report.failed[0]
+        cls = VerificationError if f["exit_code"] == 1 else GreenbenchError
+        raise cls(f["error"], f["hint"])
+    return report.outcomes[0]
+
+
+# --------------------------------------------------------------------------- many files at once
+
+
+@dataclass
+class Prepared:
+    """One input file, read, signed or verified, and encoded (in a worker process).
+
+    Attributes:
+        path: the input file.
+        cid, block, info: the envelope block's CID (text), its bytes, and its index info.
+        signer: the (first) signer's did:key.
+        signed_now: a bare result, signed here with the local key.
+        key_created: signing it created the local key.
+        sidecar, sidecar_bytes: where the envelope signed here goes (``<stem>.dsse.json``) and its bytes;
+            None when nothing needs writing (not signed here, or the same envelope is already there).
+        skipped: why a file found in a directory is not published (not a result), else None.
+        error, hint, exit_code: why it could not be published (exit code 1: a signature or hash that does
+            not verify; 2: bad input), else None.
+    """
+
+    path: str
+    cid: str | None = None
+    block: bytes | None = None
+    info: dict | None = None
+    signer: str = ""
+    signed_now: bool = False
+    key_created: bool = False
+    sidecar: str | None = None
+    sidecar_bytes: bytes | None = None
+    skipped: str | None = None
+    error: str | None = None
+    hint: str | None = None
+    exit_code: int = 0
+
+
+@dataclass
+class PublishReport:
+    """What ``publish`` did with many inputs: one :class:`PublishOutcome` per published file (in input
+    order, ``path`` set), the files skipped (found in a directory, not results) and those that failed."""
+
+    outcomes: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    failed: list = field(default_factory=list)
+    key_created: bool = False
+    envelopes_written: int = 0
+    store_dir: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        return max((f["exit_code"] for f in self.failed), default=0)
+
+    def to_json(self) -> dict:
+        return {
+            "published": [dict(o.to_json(), path=o.path) for o in self.outcomes],
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "store": self.store_dir,
+        }
+
+
+def collect_paths(paths: Iterable[str | os.PathLike]) -> list[tuple[Path, bool]]:
+    """The files to publish: each file argument as given, and below each directory every ``*.json``
+    (sorted), except a result whose ``<stem>.dsse.json`` lies beside it (its envelope is published
+    instead). Returns ``(path, found_in_a_directory)``.
+
+    Raises:
+        GreenbenchError: a path that does not exist.
+    """
+    from greenbench.signing import envelope_path_for
+
+    out: list[tuple[Path, bool]] = []
+    for given in paths:
+        p = Path(given)
+        if p.is_dir():
+            found = sorted(q for q in p.rglob("*.json") if q.is_file() and not q.name.startswith("."))
+            names = {q for q in found}
+            for q in found:
+                if not q.name.endswith(".dsse.json") and envelope_path_for(q) in names:
+                    continue
+                out.append((q, True))
+        elif p.exists():
+            out.append((p, False))
+        else:
+            raise GreenbenchError(f"{p}: no such file or directory", "pass result files, envelopes or directories of them")
+    return out
+
+
+_WORKER: dict = {}
+
+
+def _worker_init(key_dir) -> None:
+    _WORKER.clear()
+    _WORKER["key_dir"] = key_dir
+
+
+def _local_key():
+    """The signing key of this process (created on first need, race-safe across workers)."""
+    from greenbench import signing
+
+    if "key" not in _WORKER:
+        key, _, created = signing.init_key(_WORKER.get("key_dir"))
+        _WORKER["key"], _WORKER["did"], _WORKER["created"] = key, signing.did_key(key), created
+        return key, _WORKER["did"], created
+    return _WORKER["key"], _WORKER["did"], False
+
+
+def prepare_file(path: str | os.PathLike, from_directory: bool = False) -> Prepared:
+    """Read one input and make its envelope block and index info (module docstring); never raises for a
+    bad input (the error is in the returned :class:`Prepared`)."""
+    from greenbench import signing
+    from greenbench.canonical import canonical_bytes
+
+    path = Path(path)
+    out = Prepared(str(path))
+    try:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise GreenbenchError(f"cannot read {path}: {exc.strerror or exc}", "check the path") from None
+        try:
+            doc = signing._loads_strict(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise GreenbenchError(f"{path}: not valid JSON: {exc}",
+                                  "pass a result document or a DSSE envelope written by greenbench") from None
+        if signing.is_envelope(doc):
+            verified = signing.verify_envelope(doc)
+            cid, block = envelope_block(doc)
+        elif not isinstance(doc, dict) or (from_directory and not str(doc.get("schema", "")).startswith("greenbench.result/")):
+            if from_directory:
+                out.skipped = "neither a greenbench result nor a DSSE envelope"
+                return out
+            raise GreenbenchError(
+                f"{path} is neither a result document nor a DSSE envelope (a JSON object expected)",
+                "publish a result written by `greenbench run` or an envelope written by `greenbench sign`",
+            )
+        else:
+            key, did, created = _local_key()
+            env, verified = signing.sign_result_verified(doc, key, path.name, did)
+            cid, block = envelope_block(env, normalized=True)
+            out.signed_now, out.key_created = True, created
+            sidecar = signing.envelope_path_for(path)
+            data = canonical_bytes(env) + b"\n"
+            try:
+                same = sidecar.read_bytes() == data
+            except OSError:
+                same = False
+            if not same:
+                out.sidecar, out.sidecar_bytes = str(sidecar), data
+        out.cid, out.block, out.info, out.signer = str(cid), block, index_info(verified), verified.signer
+    except GreenbenchError as exc:
+        out.error, out.hint, out.exit_code = exc.message, exc.hint, exc.exit_code
+    return out
+
+
+def _prepare_chunk(chunk: list[tuple[str, bool]]) -> list[Prepared]:
+    return [prepare_file(p, d) for p, d in chunk]
+
+
+#: Inputs below this many are prepared in this process (starting worker processes costs more).
+PARALLEL_MIN = 1000
+_CHUNK = 200
+
+
+def _prepared(items: list[tuple[Path, bool]], key_dir, workers: int | None) -> Iterator[Prepared]:
+    """:func:`prepare_file` of every item, in order: in worker processes for many items, a bounded number
+    of chunks in flight (so a slow store never piles up prepared envelopes in memory)."""
+    from collections import deque
+
+    n = workers if workers is not None else min(os.cpu_count() or 1, 8)
+    if n <= 1 or len(items) < PARALLEL_MIN:
+        _worker_init(key_dir)
+        for p, d in items:
+            yield prepare_file(p, d)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    chunks = [[(str(p), d) for p, d in items[i:i + _CHUNK]] for i in range(0, len(items), _CHUNK)]
+    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
+                             initargs=(None if key_dir is None else str(key_dir),)) as pool:
+        flight: deque = deque()
+        todo = iter(chunks)
+        try:
+            for chunk in todo:
+                flight.append(pool.submit(_prepare_chunk, chunk))
+                if len(flight) >= 2 * n + 1:
+                    break
+            while flight:
+                done = flight.popleft().result()
+                nxt = next(todo, None)
+                if nxt is not None:
+                    flight.append(pool.submit(_prepare_chunk, nxt))
+                yield from done
+        finally:
+            for f in flight:
+                f.cancel()
+
+
+def publish_paths(
+    paths: Iterable[str | os.PathLike],
+    *,
+    to: str | None = None,
+    store_dir: str | os.PathLike | None = None,
+    token: str | None = None,
+    key_dir: str | os.PathLike | None = None,
+    transport: Any = None,
+    workers: int | None = None,
+    progress: Any = None,
+    batch: int = 2000,
+) -> PublishReport:
+    """Publish many files and directories (module docstring): every input that is not published is in
+    the report's ``failed`` or ``skipped``, never silently dropped.
+
+    Args:
+        workers: processes that read, sign and verify (default: one per CPU, at most 8; used from
+            :data:`PARALLEL_MIN` inputs on).
+        progress: called as ``progress(n_done, n_total)`` as inputs are handled.
+        batch: inputs stored per pack and index transaction.
+
+    Raises:
+        GreenbenchError: a path that does not exist, or a store that cannot be written.
+    """
+    from greenbench.fsutil import atomic_write_many
+    from greenbench.store.cid import CID
     from greenbench.store.local import open_store
 
-    env, verified, signed_now, key_created = load_or_sign(path, key_dir)
+    items = collect_paths(paths)
     store = open_store(store_dir)
-    cid, new = store_envelope(env, verified, store)
-    outcome = PublishOutcome(
-        cid=str(cid),
-        signer=verified.signer,
-        signed_now=signed_now,
-        key_created=key_created,
-        stored_locally=new,
-        store_dir=str(getattr(store, "root", store_dir or "")),
-    )
-    if to is None:
-        return outcome
-    kind = destination_kind(to, transport=transport)
-    outcome.destination = kind
-    outcome.url = to
-    if kind == "kubo":
-        _, block = envelope_block(env)
-        outcome.remote = push_to_kubo(to, cid, block, token=token, transport=transport)
-    else:
-        outcome.remote = push_to_server(to, env, cid, token=token, transport=transport)
-    return outcome
+    report = PublishReport(store_dir=str(getattr(store, "root", store_dir or "")))
+    pending: list[Prepared] = []
+    kind = destination_kind(to, transport=transport) if to is not None and items else None
+
+    def flush() -> None:
+        if not pending:
+            return
+        new = store.put_results([(CID.decode(p.cid), p.block, p.info) for p in pending])
+        sidecars = {Path(p.sidecar): p.sidecar_bytes for p in pending if p.sidecar is not None}
+        atomic_write_many(list(sidecars.items()))
+        report.envelopes_written += len(sidecars)
+        for p, fresh in zip(pending, new):
+            outcome = PublishOutcome(cid=p.cid, signer=p.signer, signed_now=p.signed_now, key_created=p.key_created,
+                                     stored_locally=fresh, store_dir=report.store_dir)
+            outcome.path = p.path
+            if kind is not None:
+                outcome.destination, outcome.url = kind, to
+                try:
+                    if kind == "kubo":
+                        outcome.remote = push_to_kubo(to, CID.decode(p.cid), p.block, token=token, transport=transport)
+                    else:
+                        from greenbench.store import dagjson
+
+                        outcome.remote = push_to_server(to, dagjson.decode(p.block), CID.decode(p.cid), token=token,
+                                                        transport=transport)
+                except GreenbenchError as exc:
+                    report.failed.append({"path": p.path, "error": exc.message, "hint": exc.hint,
+                                          "exit_code": exc.exit_code, "cid": p.cid, "stored_locally": True})
+                    continue
+            report.outcomes.append(outcome)
+        pending.clear()
+
+    done = 0
+    for p in _prepared(items, key_dir, workers):
+        done += 1
+        report.key_created |= p.key_created
+        if p.error is not None:
+            report.failed.append({"path": p.path, "error": p.error, "hint": p.hint, "exit_code": p.exit_code})
+        elif p.skipped is not None:
+            report.skipped.append({"path": p.path, "reason": p.skipped})
+        else:
+            pending.append(p)
+            if len(pending) >= batch:
+                flush()
+        if progress is not None:
+            progress(done, len(items))
+    flush()
+    return report
 
 
-def verify_entries(rows: Iterable[dict], get_block, trust: set[str] | None = None) -> tuple[list[dict], list[dict]]:
-    """Fetch each indexed row's envelope block with ``get_block(cid)`` (which checks the bytes against the
-    CID) and verify its signature; returns ``(entries, skipped)`` as :func:`load_verified_results`."""
+def refresh_index(store) -> int:
+    """Extract again the index rows an older greenbench (or an older extractor) made, from their stored
+    envelopes, each verified once more; returns how many rows were refreshed. A store that cannot be
+    written is left as it is (0)."""
+    from greenbench.leaderboard.fields import FIELDS_VERSION
+
+    _, stale = store.board_rows(FIELDS_VERSION)
+    if not stale:
+        return 0
+    items = []
+    for cid in stale:
+        items.append((cid, _reverified_info(store, cid)))
+    try:
+        return store.index_results(items)
+    except (GreenbenchError, OSError):
+        return 0
+
+
+def _reverified_info(store, cid: str) -> dict:
+    """Index info for a stored envelope, verified again; a block that is gone, damaged or does not verify
+    gets a verdict saying so (and no leaderboard fields)."""
+    from greenbench import signing
+    from greenbench.leaderboard.fields import FIELDS_VERSION
+    from greenbench.store import dagjson
+
+    try:
+        env = dagjson.decode(store.get_block(cid))
+        return index_info(signing.verify_envelope(env))
+    except GreenbenchError as exc:
+        return {"board": {"fields": FIELDS_VERSION, "verdict": f"does not verify: {exc.message}"}}
+
+
+def verify_results(store, progress=None) -> list[dict]:
+    """``store verify``'s second half: re-read every indexed result's block (re-hashed against its CID)
+    and verify its signature again, strictly. Verdicts that changed are written back to the index (when
+    the store is writable): a result that stopped verifying is dropped from the leaderboard, one that
+    verifies again (its block stored again from a good copy) comes back. Returns the results that do not
+    verify, as ``{"cid", "reason"}``.
+    """
     from greenbench import signing
     from greenbench.store import dagjson
 
-    entries: list[dict] = []
+    known = store.index.result_verdicts()
+    bad, changed, healed = [], [], []
+    for i, (cid, before) in enumerate(sorted(known.items()), 1):
+        try:
+            verified = signing.verify_envelope(dagjson.decode(store.get_block(cid)))
+        except GreenbenchError as exc:
+            bad.append({"cid": cid, "reason": exc.message})
+            verdict = f"does not verify: {exc.message}"
+            if verdict != before:
+                changed.append((cid, verdict))
+        else:
+            if before is None or before.startswith("does not verify"):
+                healed.append((cid, index_info(verified)))
+        if progress is not None:
+            progress(i, len(known))
+    try:
+        if changed:
+            store.set_result_verdicts(changed)
+        if healed:
+            store.index_results(healed)
+    except (GreenbenchError, OSError):
+        pass  # a read-only store: reported, not recorded
+    return bad
+
+
+def remote_records(rows: Iterable[dict], get_block) -> tuple[list[dict], list[dict]]:
+    """Leaderboard records of another server's results, verified here: each listed row's envelope block is
+    fetched with ``get_block(cid)`` (which checks the bytes against the CID) and its signature verified
+    strictly; nothing the server says about a result is believed. Returns ``(records, skipped)``."""
+    from greenbench import signing
+    from greenbench.store import dagjson
+
+    records: list[dict] = []
     skipped: list[dict] = []
-    seen: set[tuple[str, str]] = set()
     for row in rows:
         cid = row.get("cid") if isinstance(row, dict) else None
         if not isinstance(cid, str):
             skipped.append({"cid": None, "reason": f"index row without a CID: {str(row)[:80]}"})
             continue
         try:
-            env = dagjson.decode(get_block(cid))
-            v = signing.verify_envelope(env, trust)
+            verified = signing.verify_envelope(dagjson.decode(get_block(cid)))
         except GreenbenchError as exc:
             skipped.append({"cid": cid, "reason": exc.message})
             continue
-        if (v.signer, v.sha256) in seen:  # the same signed result stored again (e.g. respelled base64)
-            skipped.append({"cid": cid, "reason": "duplicate of a result already listed"})
-            continue
-        seen.add((v.signer, v.sha256))
-        entries.append({"cid": cid, "signer": v.signer, "result": v.result})
-    return entries, skipped
-
-
-def load_verified_results(store, trust: set[str] | None = None, **filters: Any) -> tuple[list[dict], list[dict]]:
-    """The indexed results of ``store`` whose block and signature still verify.
-
-    Each indexed CID's block is re-read (the store re-hashes it) and its envelope re-verified, so a
-    corrupted or tampered entry never reaches a leaderboard.
-
-    Args:
-        store: a :class:`~greenbench.store.local.LocalStore`.
-        trust: if given, only these did:keys count.
-        **filters: passed to ``store.query_results``.
-
-    Returns:
-        ``(entries, skipped)``: entries are ``{"cid", "signer", "result"}`` (the shape
-        ``greenbench.leaderboard.build_rows`` takes); skipped are ``{"cid", "reason"}``.
-    """
-    return verify_entries(store.query_results(**filters), store.get_block, trust)
+        records.append(dict(board_record(verified), cid=cid))
+    return records, skipped
 
 
 def result_index_entry(block: bytes):

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from greenbench.canonical import canonical_bytes
+from greenbench.canonical import canonical_bytes, json_string
 from greenbench.errors import GreenbenchError, VerificationError
 from greenbench.fsutil import fsync_dir
 
@@ -65,6 +65,8 @@ __all__ = [
     "dsse_verify",
     "make_statement",
     "sign_result",
+    "sign_result_verified",
+    "statement_bytes",
     "verify_envelope",
     "is_envelope",
     "load_json_file",
@@ -517,6 +519,24 @@ def make_statement(doc: Mapping[str, Any], name: str) -> dict:
     }
 
 
+def statement_bytes(doc: Mapping[str, Any], name: str) -> tuple[bytes, str]:
+    """The canonical (JCS) bytes of :func:`make_statement` ``(doc, name)`` and the subject's sha256 (hex),
+    with ``doc`` encoded once: its bytes are both what the digest covers and the predicate's spelling.
+
+    Raises:
+        ValueError: ``doc`` holds values JSON cannot represent.
+    """
+    body = canonical_bytes(doc)
+    digest = hashlib.sha256(body).hexdigest()
+    # JCS member order: "_type" < "predicate" < "predicateType" < "subject"; "digest" < "name".
+    payload = b"".join((
+        b'{"_type":', json_string(STATEMENT_TYPE).encode(), b',"predicate":', body,
+        b',"predicateType":', json_string(PREDICATE_TYPE).encode(),
+        b',"subject":[{"digest":{"sha256":"', digest.encode(), b'"},"name":', json_string(name).encode("utf-8"), b"}]}",
+    ))
+    return payload, digest
+
+
 def sign_result(doc: Mapping[str, Any], key: "Ed25519PrivateKey", name: str) -> dict:
     """Sign the result document ``doc`` (subject name ``name``) and return the DSSE envelope.
 
@@ -526,18 +546,29 @@ def sign_result(doc: Mapping[str, Any], key: "Ed25519PrivateKey", name: str) -> 
     Raises:
         GreenbenchError: ``doc`` is not a JSON object or holds values JSON cannot represent.
     """
+    return sign_result_verified(doc, key, name)[0]
+
+
+def sign_result_verified(doc: Mapping[str, Any], key: "Ed25519PrivateKey", name: str,
+                         did: str | None = None) -> tuple[dict, Verified]:
+    """:func:`sign_result`, and the :class:`Verified` a verification of the new envelope would give
+    (without decoding and re-encoding what was just encoded: ``publish`` signs thousands at a time).
+
+    Args:
+        did: the key's did:key, when the caller has it already.
+    """
     if not isinstance(doc, Mapping):
         raise GreenbenchError(f"a result document is a JSON object, got {type(doc).__name__}")
     try:
-        payload = canonical_bytes(make_statement(doc, name))
+        payload, digest = statement_bytes(doc, name)
     except ValueError as exc:
         raise GreenbenchError(f"cannot sign {name}: {exc}") from None
     sig = key.sign(pae(PAYLOAD_TYPE, payload))
-    return {
-        "payload": _b64(payload),
-        "payloadType": PAYLOAD_TYPE,
-        "signatures": [{"keyid": did_key(key), "sig": _b64(sig)}],
-    }
+    did = did or did_key(key)
+    env = {"payload": _b64(payload), "payloadType": PAYLOAD_TYPE, "signatures": [{"keyid": did, "sig": _b64(sig)}]}
+    statement = {"_type": STATEMENT_TYPE, "subject": [{"name": name, "digest": {"sha256": digest}}],
+                 "predicateType": PREDICATE_TYPE, "predicate": doc}
+    return env, Verified(did, statement, dict(doc), (did,), name, digest, payload)
 
 
 def is_envelope(doc: Any) -> bool:

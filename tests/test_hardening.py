@@ -104,11 +104,16 @@ def test_signed_but_malformed_results_do_not_break_the_leaderboard(tmp_path, key
         env_path.write_text(json.dumps(signing.sign_result(doc, key, f.name)))
         res = runner.invoke(app, ["publish", str(env_path), "--store", str(store)])
         assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["leaderboard", "--store", str(store), "--json"])
+    trusted = tmp_path / "trust.txt"
+    trusted.write_text(signing.did_key(key) + "\n")
+    res = runner.invoke(app, ["leaderboard", "--store", str(store), "--json", "--trust", str(trusted)])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert [r["j_per_token"] for r in out["rows"]] == [good["metrics"]["decode"]["j_per_token"]]
     assert any("malformed" in s["reason"] for s in out["skipped"])
+    # not trusted by default (only the local key is): listed apart, never ranked
+    out = json.loads(runner.invoke(app, ["leaderboard", "--store", str(store), "--json"]).stdout)
+    assert out["rows"] == [] and [r["rank"] for r in out["untrusted"]] == [None]
 
 
 def test_leaderboard_from_a_non_greenbench_url_is_exit_2(tmp_path):
@@ -124,7 +129,7 @@ def test_leaderboard_from_a_non_greenbench_url_is_exit_2(tmp_path):
     with BackgroundServer(Starlette(routes=[Route("/api/v1/results", page)])) as srv:
         res = CliRunner().invoke(app, ["leaderboard", "--from", srv.url])
     assert res.exit_code == 2 and "Traceback" not in res.output
-    assert "did not answer JSON" in res.output
+    assert "did not answer JSON" in res.output and "--from" in res.output and "--to" not in res.output
 
 
 def test_server_rejects_signed_garbage_with_4xx(tmp_path, key):

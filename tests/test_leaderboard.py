@@ -1,84 +1,313 @@
-"""Leaderboard: only verified results, ranked within a profile configuration, methods shown."""
+"""Leaderboard: trusted results of the same work, ranked per energy method; publishing many; the CLI outputs."""
+
+from __future__ import annotations
 
 import copy
+import csv
+import io
 import json
 
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
+from greenbench import publish, signing
 from greenbench.cli import app
-from greenbench.leaderboard import build_rows, render_html
+from greenbench.leaderboard import build, from_store
+from greenbench.leaderboard.fields import record
+from greenbench.store.local import LocalStore
 
 from test_results import minimal_doc
 
+KEYS = [Ed25519PrivateKey.from_private_bytes(bytes([i + 1]) * 32) for i in range(3)]
+DIDS = [signing.did_key(k) for k in KEYS]
+WORK = "sha256:" + "a" * 64
 
-def entry(jpt, method="counter", profile="t", digest="sha256:" + "0" * 64, partial=False, cid="bafy", signer="did:key:z6Mk1"):
+
+def doc(jpt=0.25, method="counter", work=WORK, profile_digest="sha256:" + "0" * 64, created="2026-01-01T00:00:00Z",
+        **over):
     d = copy.deepcopy(minimal_doc())
     d["metrics"]["decode"]["j_per_token"] = jpt
     d["energy"]["method"] = method
-    d["profile"] = {"name": profile, "digest": digest}
-    d["partial"] = partial
-    return {"result": d, "cid": cid, "signer": signer}
+    d["workload"]["digest"] = work
+    d["profile"]["digest"] = profile_digest
+    d["created"] = created
+    for path, value in over.items():
+        target = d
+        *parts, last = path.split("__")
+        for p in parts:
+            target = target.setdefault(p, {})
+        target[last] = value
+    return d
 
 
-def test_rank_within_group_lower_first():
-    rows = build_rows([entry(0.3, cid="a"), entry(0.1, cid="b"), entry(0.2, cid="c"),
-                       entry(0.05, digest="sha256:" + "1" * 64, cid="d")])
-    by_group = {}
-    for r in rows:
-        by_group.setdefault(r["group"], []).append((r["rank"], r["cid"]))
-    assert sorted(by_group.values()) == [[(1, "b"), (2, "c"), (3, "a")], [(1, "d")]]
+def rec(d, cid, signers=(DIDS[0],)):
+    sha = signing.statement_bytes(d, "r.json")[1]
+    return dict(record(d, signers=signers, sha256=sha), cid=cid, verdict="ok")
 
 
-def test_filters_and_partial():
-    entries = [entry(0.1, method="estimate", cid="e"), entry(0.2, cid="c"), entry(0.01, partial=True, cid="p")]
-    assert [r["cid"] for r in build_rows(entries)] == ["e", "c"]
-    assert [r["cid"] for r in build_rows(entries, method="counter")] == ["c"]
-    assert {r["cid"] for r in build_rows(entries, include_partial=True)} == {"e", "c", "p"}
-    assert build_rows(entries, profile="other") == []
+# ----------------------------------------------------------------------------- ranking (pure)
 
 
-def test_html_escapes_everything():
-    page = render_html(build_rows([entry(0.1, profile="<script>x</script>", signer="<b>")]))
-    assert "<script>x" not in page and "&lt;script&gt;" in page
-    assert "title=\"&lt;b&gt;\"" in page
+def test_groups_are_the_work_not_the_profile_digest():
+    # --repeats changes profile.digest, not workload.digest: one group
+    board = build([rec(doc(0.3, profile_digest="sha256:" + "1" * 64), "a"), rec(doc(0.1, profile_digest="sha256:" + "2" * 64), "b"),
+                   rec(doc(0.2, work="sha256:" + "b" * 64), "c")], {DIDS[0]})
+    by_group = {g: [(r["rank"], r["cid"]) for r in rows] for g, rows in board.groups().items()}
+    assert by_group == {WORK: [(1, "b"), (2, "a")], "sha256:" + "b" * 64: [(1, "c")]}
 
 
-def test_cli_ranks_published_results(tmp_path):
+def test_lanes_rank_apart_and_an_estimate_never_outranks_a_measurement():
+    board = build([rec(doc(0.5, "counter"), "counter-slow"), rec(doc(0.05, "estimate"), "estimate-10x-lower"),
+                   rec(doc(0.4, "counter"), "counter-fast"), rec(doc(0.001, "simulated"), "sim")], {DIDS[0]})
+    got = [(r["lane"], r["rank"], r["lane_size"], r["cid"]) for r in board.rows]
+    assert got == [("counter", 1, 2, "counter-fast"), ("counter", 2, 2, "counter-slow"),
+                   ("estimate", 1, 1, "estimate-10x-lower"), ("simulated", 1, 1, "sim")]
+
+
+def test_untrusted_results_are_never_ranked():
+    forged = rec(doc(1e-15, "counter"), "brand-new-key", signers=(DIDS[2],))
+    board = build([rec(doc(0.5), "mine"), forged], {DIDS[0]})
+    assert [(r["cid"], r["rank"]) for r in board.rows] == [("mine", 1)]
+    assert [(r["cid"], r["rank"], r["trusted"]) for r in board.untrusted] == [("brand-new-key", None, False)]
+    assert build([rec(doc(0.5), "mine"), forged], {DIDS[0]}, trusted_only=True).untrusted == []
+    nobody = build([forged], frozenset())
+    assert nobody.rows == [] and len(nobody.untrusted) == 1
+
+
+def test_duplicates_are_one_row_with_every_signer():
+    d = doc(0.2)
+    records = [rec(d, "cid-1", (DIDS[1],)), rec(d, "cid-2", (DIDS[0], DIDS[2])), rec(d, "cid-3", (DIDS[2],))]
+    board = build(records, {DIDS[0]})
+    (row,) = board.rows
+    assert row["signers"] == [DIDS[1], DIDS[0], DIDS[2]] and row["cids"] == ["cid-1", "cid-2", "cid-3"]
+    assert row["cid"] == "cid-1" and row["signer"] == DIDS[0] and row["trusted"] and row["rank"] == 1
+
+
+def test_nulls_partials_and_busy_machines():
+    below = doc(None, metrics__decode__below_resolution=True)
+    board = build([rec(doc(0.3), "ok"), rec(below, "below"), rec(doc(0.1, partial=True), "partial"),
+                   rec(doc(0.2, environment__contention__flagged=True), "busy")], {DIDS[0]})
+    got = {r["cid"]: (r["rank"], r["lane_size"], r["below_resolution"], r["flagged"]) for r in board.rows}
+    assert got == {"busy": (1, 2, False, True), "ok": (2, 2, False, False), "below": (None, 2, True, False)}
+    with_partial = build([rec(doc(0.1, partial=True), "partial"), rec(doc(0.3), "ok")], {DIDS[0]}, include_partial=True)
+    assert [(r["cid"], r["rank"]) for r in with_partial.rows] == [("ok", 1), ("partial", None)]
+
+
+def test_filters_never_change_a_rank():
+    records = [rec(doc(0.1, backend="cpu"), "a"), rec(doc(0.2, backend="cuda"), "b"), rec(doc(0.3, backend="cuda"), "c")]
+    board = build(records, {DIDS[0]}, filters={"backend": "cuda"})
+    assert [(r["cid"], r["rank"]) for r in board.rows] == [("b", 2), ("c", 3)]
+
+
+def test_malformed_and_unverified_records_are_skipped_with_a_reason():
+    board = build([{"cid": "x", "verdict": "malformed: metrics.decode.j_per_token is not a non-negative number"},
+                   {"cid": "y", "verdict": "does not verify: damaged"}], {DIDS[0]}, skipped=[{"cid": "z", "reason": "r"}])
+    assert [s["cid"] for s in board.skipped] == ["z", "x", "y"] and "malformed" in board.skipped[1]["reason"]
+
+
+def test_results_without_a_work_digest_group_by_profile():
+    d = doc(0.2)
+    del d["workload"]["digest"]
+    r = record(d, signers=[DIDS[0]], sha256="0" * 64)
+    assert r["group"] == "profile:" + d["profile"]["digest"] and r["group_basis"] == "profile"
+
+
+# ----------------------------------------------------------------------------- the index and publish
+
+
+def _publish(tmp_path, docs, key=None, name="r"):
+    src = tmp_path / "src"
+    src.mkdir(exist_ok=True)
+    for i, d in enumerate(docs):
+        f = src / f"{name}{i}.json"
+        if key is None:
+            f.write_text(json.dumps(d))
+        else:
+            f.with_name(f"{name}{i}.dsse.json").write_text(json.dumps(signing.sign_result(d, key, f.name)))
+    return src
+
+
+def test_publish_many_writes_envelopes_and_indexes_every_ranked_field(tmp_path):
+    src = _publish(tmp_path, [doc(0.3), doc(0.1, "estimate"), doc(0.2)])
+    (src / "notes.json").write_text('{"not": "a result"}')
+    (src / "sub").mkdir()
+    (src / "sub" / "x.json").write_text(json.dumps(doc(0.4, backend="cuda")))
+    report = publish.publish_paths([src], store_dir=tmp_path / "st")
+    assert not report.failed and [s["path"] for s in report.skipped] == [str(src / "notes.json")]
+    assert len(report.outcomes) == 4 and report.envelopes_written == 4 and all(o.signed_now for o in report.outcomes)
+    for i in range(3):  # each envelope beside its result, as `greenbench sign` writes it
+        env = json.loads((src / f"r{i}.dsse.json").read_text())
+        assert signing.verify_envelope(env).result == json.loads((src / f"r{i}.json").read_text())
+    store = LocalStore(tmp_path / "st")
+    mine = signing.did_key(signing.load_key())
+    board = from_store(store, {mine})
+    assert [(r["lane"], r["rank"], r["j_per_token"]) for r in board.rows] == [
+        ("counter", 1, 0.2), ("counter", 2, 0.3), ("counter", 3, 0.4), ("estimate", 1, 0.1)]
+    row = board.rows[0]
+    assert row["signers"] == [mine] and row["group"] == WORK and row["tokens_per_s"] == 100.0
+    assert row["ttft_s"] == 0.01 and row["g_co2e_per_1k_tokens"] == 2e-3 and row["region"] == "FRA"
+    # again: the envelopes beside the results are published instead of signing again; nothing is new
+    again = publish.publish_paths([src], store_dir=tmp_path / "st")
+    assert [o.stored_locally for o in again.outcomes] == [False] * 4 and again.envelopes_written == 0
+    assert not any(o.signed_now for o in again.outcomes)
+
+
+def test_publish_keeps_going_past_bad_files(tmp_path):
+    src = _publish(tmp_path, [doc(0.3)])
+    (src / "broken.json").write_text("{not json")
+    tampered = signing.sign_result(doc(0.2), KEYS[1], "t.json")
+    tampered["signatures"][0]["sig"] = tampered["signatures"][0]["sig"][:-4] + "AAA="
+    (src / "t.dsse.json").write_text(json.dumps(tampered))
+    res = CliRunner().invoke(app, ["publish", str(src), "--store", str(tmp_path / "st")])
+    assert res.exit_code == 2 and "Traceback" not in res.output  # bad input among them: exit 2
+    assert len(res.stdout.split()) == 1 and "broken.json" in res.stderr and "t.dsse.json" in res.stderr
+    assert "2 of 3 file(s) were not published" in res.stderr
+    (src / "broken.json").unlink()
+    res = CliRunner().invoke(app, ["publish", str(src), "--store", str(tmp_path / "st")])
+    assert res.exit_code == 1 and "t.dsse.json: signature 0" in res.stderr  # only a signature that does not verify: exit 1
+
+
+def test_small_order_keys_never_reach_the_store(tmp_path):
+    identity = (1).to_bytes(32, "little")
+    payload = signing.statement_bytes(doc(1e-15), "r.json")[0]
+    import base64
+
+    env = {"payload": base64.b64encode(payload).decode(), "payloadType": signing.PAYLOAD_TYPE,
+           "signatures": [{"keyid": signing.did_key(identity), "sig": base64.b64encode(identity + bytes(32)).decode()}]}
+    f = tmp_path / "forged.dsse.json"
+    f.write_text(json.dumps(env))
+    res = CliRunner().invoke(app, ["publish", str(f), "--store", str(tmp_path / "st")])
+    assert res.exit_code == 1 and "small order" in res.stderr
+    assert LocalStore(tmp_path / "st").query_results() == []
+
+
+def test_publish_through_worker_processes(tmp_path, monkeypatch):
+    monkeypatch.setattr(publish, "PARALLEL_MIN", 4)
+    monkeypatch.setattr(publish, "_CHUNK", 3)
+    src = _publish(tmp_path, [doc(0.1 * (i + 1)) for i in range(9)])
+    report = publish.publish_paths([src], store_dir=tmp_path / "st", workers=2, batch=4)
+    assert not report.failed and len(report.outcomes) == 9 and report.envelopes_written == 9
+    assert [o.path for o in report.outcomes] == [str(src / f"r{i}.json") for i in range(9)]  # input order kept
+    assert len(LocalStore(tmp_path / "st").query_results()) == 9
+
+
+def test_an_index_made_by_an_older_greenbench_is_extracted_again(tmp_path):
+    env = signing.sign_result(doc(0.2), KEYS[0], "r.json")
+    store = LocalStore(tmp_path / "st")
+    cid, block = publish.envelope_block(env)
+    store.put_verified(cid, block)
+    legacy = publish.index_info(signing.verify_envelope(env))
+    del legacy["board"]
+    store.index_result(cid, legacy)  # what greenbench wrote before the leaderboard had its columns
+    board = from_store(store, {DIDS[0]})
+    assert board.rows == [] and "store reindex" in board.skipped[0]["reason"]
+    assert publish.refresh_index(store) == 1
+    board = from_store(store, {DIDS[0]})
+    assert [r["cid"] for r in board.rows] == [str(cid)] and board.skipped == []
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+@pytest.fixture()
+def published(tmp_path):
     runner = CliRunner()
-    store = tmp_path / "store"
-    for i, jpt in enumerate([0.3, 0.1]):
-        d = copy.deepcopy(minimal_doc())
-        d["metrics"]["decode"]["j_per_token"] = jpt
-        d["created"] = f"2026-01-0{i + 1}"
-        f = tmp_path / f"r{i}.json"
-        f.write_text(json.dumps(d))
-        res = runner.invoke(app, ["publish", str(f), "--store", str(store)])
-        assert res.exit_code == 0, res.output
-    html = tmp_path / "lb.html"
-    res = runner.invoke(app, ["leaderboard", "--store", str(store), "--json", "--html", str(html)])
+    docs = [doc(0.3), doc(0.1, "estimate"), doc(2e-6, "simulated", backend="neuromorphic-sim"),
+            doc(0.2, environment__contention__flagged=True)]
+    src = _publish(tmp_path, docs)
+    res = runner.invoke(app, ["publish", str(src), "--store", str(tmp_path / "st")])
     assert res.exit_code == 0, res.output
-    rows = json.loads(res.stdout)["rows"]
-    assert [r["j_per_token"] for r in rows] == [0.1, 0.3] and [r["rank"] for r in rows] == [1, 2]
-    assert all(r["signer"].startswith("did:key:z6Mk") for r in rows)
-    assert "J/token" in html.read_text()
-    res = runner.invoke(app, ["leaderboard", "--store", str(store), "--method", "watts"])
-    assert res.exit_code == 2 and "Traceback" not in res.output
+    foreign = _publish(tmp_path, [doc(1e-9, "counter")], key=KEYS[2], name="foreign")
+    assert runner.invoke(app, ["publish", str(foreign), "--store", str(tmp_path / "st")]).exit_code == 0
+    return tmp_path / "st"
 
 
-def test_cli_reads_a_server_and_verifies_locally(tmp_path):
+def test_cli_json_shape(published):
+    res = CliRunner().invoke(app, ["leaderboard", "--store", str(published), "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert set(out) == {"rows", "untrusted", "skipped"}
+    assert [(r["lane"], r["rank"]) for r in out["rows"]] == [("counter", 1), ("counter", 2), ("estimate", 1), ("simulated", 1)]
+    for r in out["rows"]:
+        assert {"group", "lane", "rank", "method", "signers", "cid", "j_per_token", "tokens_per_s", "ttft_s",
+                "g_co2e_per_1k_tokens", "flagged"} <= set(r)
+        assert r["group"] == WORK and all(s.startswith("did:key:z6Mk") and len(s) == 56 for s in r["signers"])
+    assert [r["flagged"] for r in out["rows"]] == [True, False, False, False]
+    assert [(r["j_per_token"], r["rank"], r["signers"]) for r in out["untrusted"]] == [(1e-9, None, [DIDS[2]])]
+    trusted_only = json.loads(CliRunner().invoke(app, ["leaderboard", "--store", str(published), "--json", "--trusted-only"]).stdout)
+    assert trusted_only["untrusted"] == []
+
+
+def test_cli_trust_file_ranks_another_signer(published, tmp_path):
+    t = tmp_path / "t.txt"
+    t.write_text(DIDS[2] + "\n")
+    out = json.loads(CliRunner().invoke(app, ["leaderboard", "--store", str(published), "--json", "--trust", str(t)]).stdout)
+    assert [(r["j_per_token"], r["rank"]) for r in out["rows"]] == [(1e-9, 1)] and len(out["untrusted"]) == 4
+
+
+def test_cli_csv_and_markdown(published):
+    runner = CliRunner()
+    rows = list(csv.DictReader(io.StringIO(runner.invoke(app, ["leaderboard", "--store", str(published), "--csv"]).stdout)))
+    assert len(rows) == 5 and rows[0]["lane"] == "counter" and rows[0]["rank"] == "1" and rows[-1]["trusted"] == "False"
+    md = runner.invoke(app, ["leaderboard", "--store", str(published), "--markdown"]).stdout
+    assert "### measured (energy counter)" in md and "### ESTIMATED (model)" in md and "### SIMULATED" in md
+    assert "Signed by unknown keys" in md and DIDS[2] in md and "2 µJ" in md
+
+
+@pytest.mark.parametrize("columns", ["80", None])
+def test_cli_terminal_never_cuts_names_numbers_or_signers(published, monkeypatch, columns):
+    if columns:
+        monkeypatch.setenv("COLUMNS", columns)
+    else:
+        monkeypatch.delenv("COLUMNS", raising=False)  # piped: 160 columns
+    res = CliRunner().invoke(app, ["leaderboard", "--store", str(published)])
+    assert res.exit_code == 0, res.output
+    out = res.stdout
+    assert "neuromorphic-sim" in out and "…" not in out
+    assert "300 mJ" in out and "2 µJ" in out and "busy" in out
+    for did in (signing.did_key(signing.load_key()), DIDS[2]):  # the legend names each signer whole
+        assert any(did in line for line in out.splitlines())
+    assert "Signed by unknown keys" in out
+    if not columns:
+        assert "┃" in out  # wide enough for the table itself when piped
+
+
+def test_cli_html_site(published, tmp_path):
+    site = tmp_path / "site"
+    res = CliRunner().invoke(app, ["leaderboard", "--store", str(published), "--html", str(site)])
+    assert res.exit_code == 0, res.output
+    index = (site / "index.html").read_text()
+    assert index.count("<svg") == 2 and "<script" not in index
+    results = sorted((site / "result").glob("*.html"))
+    assert len(results) == 5
+    page = results[0].read_text()
+    assert "Energy by meter and domain" in page and "J/token per repeat" in page and "profile.toml" in page
+    cid = results[0].stem
+    assert (site / "result" / f"{cid}.car").read_bytes()[:1] and (site / "result" / f"{cid}.dag-json").exists()
+
+
+def test_cli_from_a_server_verifies_locally(tmp_path):
     from greenbench.server.app import ServerConfig, create_app
     from greenbench.server.runner import BackgroundServer
 
     runner = CliRunner()
-    server_store = tmp_path / "server-store"
-    d = copy.deepcopy(minimal_doc())
     f = tmp_path / "r.json"
-    f.write_text(json.dumps(d))
-    with BackgroundServer(create_app(ServerConfig(store_dir=server_store))) as srv:
+    f.write_text(json.dumps(doc(0.2)))
+    with BackgroundServer(create_app(ServerConfig(store_dir=tmp_path / "server-store"))) as srv:
         res = runner.invoke(app, ["publish", str(f), "--to", srv.url, "--store", str(tmp_path / "local")])
         assert res.exit_code == 0, res.output
         res = runner.invoke(app, ["leaderboard", "--from", srv.url, "--json"])
         assert res.exit_code == 0, res.output
         rows = json.loads(res.stdout)["rows"]
-        assert len(rows) == 1 and rows[0]["j_per_token"] == d["metrics"]["decode"]["j_per_token"]
-        assert rows[0]["signer"].startswith("did:key:z6Mk")
+        assert [r["j_per_token"] for r in rows] == [0.2] and rows[0]["signers"] == [signing.did_key(signing.load_key())]
+    res = runner.invoke(app, ["leaderboard", "--from", "http://127.0.0.1:9"])  # nothing listens there
+    assert res.exit_code == 2 and "--from URL" in res.stderr and "--to" not in res.stderr
+
+
+def test_bad_options(published):
+    runner = CliRunner()
+    res = runner.invoke(app, ["leaderboard", "--store", str(published), "--method", "watts"])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    res = runner.invoke(app, ["leaderboard", "--store", str(published), "--json", "--csv"])
+    assert res.exit_code == 2

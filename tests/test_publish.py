@@ -267,6 +267,6 @@ def test_serve_subprocess_end_to_end(env):
     assert LocalStore(env / "st").has(CID.decode(r.json()["cid"]))
     # the start-up lines name the page and the APIs; then one access-log line per request
     assert [u.split()[0] for u in urls] == ["leaderboard", "trustless", "results", "Kubo"]
-    assert f"{base}/leaderboard" in urls[0] and f"{base}/api/v0/" in urls[3]
+    assert f"{base}/ " in urls[0] and f"{base}/api/v0/" in urls[3]
     assert '"GET /ipfs/bafkqaaa?format=raw HTTP/1.1" 200 0' in rest
     assert rest.count('"POST /api/v1/results HTTP/1.1"') == 2

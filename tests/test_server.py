@@ -373,29 +373,39 @@ def test_over_a_real_socket(tmp_path):
         assert r.status_code == 201
         g = httpx.get(srv.url + f"/ipfs/{r.json()['cid']}?format=raw")
         assert g.status_code == 200 and CID.decode(r.json()["cid"]).verify(g.content)
-        assert httpx.get(srv.url + "/").json()["writes_need_token"] is True
+        assert httpx.get(srv.url + "/api/v1").json()["writes_need_token"] is True
 
 
 # ----------------------------------------------------------------------------- leaderboard
 
 
-def test_leaderboard_shows_only_verified_results(client):
-    pytest.importorskip("greenbench.leaderboard", reason="leaderboard module not present")
-    from greenbench import leaderboard
+def test_leaderboard_lists_verified_results_until_store_verify_finds_one_damaged(tmp_path):
+    from greenbench.publish import verify_results
+    from greenbench.trust import Trust
 
-    if not hasattr(leaderboard, "build_rows"):
-        pytest.skip("leaderboard has no build_rows")
+    client, store = make_client(tmp_path, board_trust=Trust(frozenset({DID}), "test"))
     good = post_env(client, envelope()).json()["cid"]
     other = signing.sign_result(dict(RESULT, backend="cuda"), KEY, "s.json")
     bad = post_env(client, other).json()["cid"]
-    # corrupt the second block on disk after it was accepted
-    client.store.block_path(CID.decode(bad)).write_bytes(b"{}")
+    doc = client.get("/api/v1/leaderboard").json()
+    assert sorted(r["cid"] for r in doc["rows"]) == sorted([good, bad])  # verified once, when stored
+    # corrupt the second block on disk after it was accepted: its page refuses it at once...
+    store.block_path(CID.decode(bad)).write_bytes(b"{}")
+    assert client.get(f"/result/{bad}").status_code == 404
+    # ...and `store verify` re-checks every signature and records the verdict the leaderboard reads
+    assert [b["cid"] for b in verify_results(store)] == [bad]
     doc = client.get("/api/v1/leaderboard").json()
     assert [r["cid"] for r in doc["rows"]] == [good]
-    assert [s["cid"] for s in doc["skipped"]] == [bad]
-    html = client.get("/leaderboard")
-    assert html.status_code == 200 and good in html.text and bad not in html.text
+    assert [s["cid"] for s in doc["skipped"]] == [bad] and "does not verify" in doc["skipped"][0]["reason"]
+    html = client.get("/")
+    assert html.status_code == 200 and good in html.text and f'data-cid="{bad}"' not in html.text
     assert "default-src 'none'" in html.headers["content-security-policy"]
+    assert client.get("/leaderboard?backend=cpu", follow_redirects=False).headers["location"] == "/?backend=cpu"
+    # stored again from a good copy: the next `store verify` brings it back
+    store.block_path(CID.decode(bad)).unlink()
+    post_env(client, other)
+    assert verify_results(store) == []
+    assert sorted(r["cid"] for r in client.get("/api/v1/leaderboard").json()["rows"]) == sorted([good, bad])
 
 
 # ----------------------------------------------------------------------------- remote client

@@ -1,9 +1,11 @@
-"""The pages module: the leaderboard is rendered once per state of the result index, shared, gzip-ready."""
+"""The web pages: the leaderboard at /, result pages, the JSON API; rendered once per index state, escaped."""
 
 from __future__ import annotations
 
+import copy
 import gzip
 import json
+import re
 
 import httpx
 import pytest
@@ -16,19 +18,24 @@ from greenbench.server import pages
 from greenbench.server.app import ServerConfig, create_app
 from greenbench.server.runner import BackgroundServer
 from greenbench.store.local import LocalStore
+from greenbench.trust import Trust
+
+from test_results import minimal_doc
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
+OTHER = Ed25519PrivateKey.from_private_bytes(bytes(range(2, 34)))
+TRUST = Trust(frozenset({signing.did_key(KEY)}), "test trust")
+WORK = "sha256:" + "ab" * 32
 
 
-def publish(store, j_per_token: float, name: str = "p") -> str:
-    doc = {
-        "schema": "greenbench.result/1",
-        "profile": {"name": name, "digest": "sha256:" + "ab" * 32},
-        "workload": {"kind": "inference"},
-        "metrics": {"decode": {"j_per_token": j_per_token, "tokens_per_s": 10.0}},
-        "energy": {"method": "estimate"},
-    }
-    env = signing.sign_result(doc, KEY, "r.json")
+def publish(store, j_per_token: float, name: str = "p", key=KEY, **over) -> str:
+    doc = copy.deepcopy(minimal_doc())
+    doc["profile"]["name"] = name
+    doc["workload"]["digest"] = WORK
+    doc["metrics"]["decode"]["j_per_token"] = j_per_token
+    doc["metrics"]["decode"]["j_per_token_samples"] = [j_per_token * 0.9, j_per_token, j_per_token * 1.1]
+    doc.update(over)
+    env = signing.sign_result(doc, key, "r.json")
     cid, _ = store_envelope(env, signing.verify_envelope(env), store)
     return str(cid)
 
@@ -36,7 +43,7 @@ def publish(store, j_per_token: float, name: str = "p") -> str:
 @pytest.fixture()
 def site(tmp_path):
     store = LocalStore(tmp_path / "store")
-    client = TestClient(create_app(ServerConfig(store=store)))
+    client = TestClient(create_app(ServerConfig(store=store, board_trust=TRUST)))
     client.store = store
     return client
 
@@ -45,12 +52,12 @@ def test_rendered_once_per_index_state(site, monkeypatch):
     publish(site.store, 0.5)
     calls = []
     real = pages.render
-    monkeypatch.setattr(pages, "render", lambda *a: calls.append(a[2:]) or real(*a))
+    monkeypatch.setattr(pages, "render", lambda *a: calls.append(a[3:]) or real(*a))
     first = site.get("/api/v1/leaderboard").json()
     assert [r["j_per_token"] for r in first["rows"]] == [0.5]
     assert site.get("/api/v1/leaderboard").json() == first and len(calls) == 1  # shared
     site.get("/api/v1/leaderboard?method=estimate")
-    site.get("/leaderboard")
+    site.get("/")
     assert len(calls) == 3  # another filter, another page: rendered once each
     publish(site.store, 0.25)  # the result index changed: rendered afresh
     rows = site.get("/api/v1/leaderboard").json()["rows"]
@@ -76,33 +83,110 @@ def test_gzip_when_asked(site):
     assert raw.headers["content-encoding"] == "gzip" and raw.json() == plain.json()  # decoded by the client
     refused = site.get("/api/v1/leaderboard", headers={"Accept-Encoding": "gzip;q=0"})
     assert "content-encoding" not in refused.headers
-    html = site.get("/leaderboard", headers={"Accept-Encoding": "gzip"})
+    html = site.get("/", headers={"Accept-Encoding": "gzip"})
     assert html.headers["content-type"].startswith("text/html") and "J/token" in html.text
-    assert "default-src 'none'" in html.headers["content-security-policy"]
+    csp = html.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "script-src" not in csp
 
 
-def test_json_body_is_what_jsonresponse_sent(site):
-    publish(site.store, 0.5)
+def test_json_api_shape_and_pages(site):
+    for i in range(5):
+        publish(site.store, 0.1 * (i + 1))
+    publish(site.store, 0.01, key=OTHER)
     body = site.get("/api/v1/leaderboard", headers={"Accept-Encoding": "identity"}).content
     doc = json.loads(body)
     assert body == json.dumps(doc, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
-    assert set(doc) == {"rows", "skipped"}
+    assert set(doc) == {"rows", "untrusted", "skipped"} and len(doc["rows"]) == 5 and len(doc["untrusted"]) == 1
+    page = site.get("/api/v1/leaderboard?limit=2&offset=2&sort=-j_per_token").json()
+    assert [r["rank"] for r in page["rows"]] == [3, 2] and page["total"] == 5
+    assert site.get("/api/v1/leaderboard?trusted_only=1").json()["untrusted"] == []
+    assert site.get("/api/v1/leaderboard?sort=colour").status_code == 400
+    assert site.get("/api/v1/leaderboard?limit=lots").status_code == 400
+
+
+def test_index_sorts_filters_and_pages_without_javascript(site, monkeypatch):
+    from greenbench.leaderboard import html as lb_html
+
+    monkeypatch.setattr(lb_html, "PAGE_SIZE", 2)
+    for i in range(5):
+        publish(site.store, 0.1 * (i + 1), name=f"p{i}", backend="cuda" if i % 2 else "cpu")
+    page = site.get("/").text
+    assert "<script" not in page and page.count("<svg") == 2 and "Rows 1–2 of 5" in page
+    assert 'href="/?page=2"' in page and 'href="/?sort=-rank"' in page
+    second = site.get("/?page=2").text
+    assert "Rows 3–4 of 5" in second and ">p2</a>" in second
+    by_speed = site.get("/?sort=-j_per_token").text
+    assert by_speed.index(">p4</a>") < by_speed.index(">p3</a>")
+    cuda = site.get("/?backend=cuda").text
+    assert "Rows 1–2 of 2" in cuda and ">p1</a>" in cuda and ">p0</a>" not in cuda
+    assert '<option value="cuda" selected>' in cuda
+    assert site.get("/?page=0").status_code == 400 and site.get("/?sort=evil").status_code == 400
+
+
+def test_result_page_and_profile(site):
+    cid = publish(site.store, 0.5)
+    page = site.get(f"/result/{cid}")
+    assert page.status_code == 200 and "default-src 'none'" in page.headers["content-security-policy"]
+    text = page.text
+    for part in ("Energy by meter and domain", "J/token per repeat", "Carbon", "Provenance", signing.did_key(KEY),
+                 f"/ipfs/{cid}?format=raw", f"/ipfs/{cid}?format=car", f"/result/{cid}/profile.toml"):
+        assert part in text
+    assert "#1 of 1" in text and text.count("<svg") == 1
+    assert "does not carry its resolved profile" in site.get(f"/result/{cid}/profile.toml").text
+    resolved = {"name": "p", "description": 'say "hi"', "model": {"kind": "synthetic-llama", "layers": 2, "seed": None},
+                "prompt": {"token_ids": [5, 17, 42]}, "run": {"repeats": 5, "backend": "cpu", "idle_s": 0.5}}
+    cid = publish(site.store, 0.4, profile={"name": "p", "digest": "sha256:" + "1" * 64, "resolved": resolved})
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+
+    again = tomllib.loads(site.get(f"/result/{cid}/profile.toml").text)
+    assert again == {**resolved, "model": {"kind": "synthetic-llama", "layers": 2}}  # None: not set
+    assert site.get("/result/bafkqaaa").status_code == 404
+    assert site.get("/result/not-a-cid").status_code == 400
+
+
+EVIL = "<script>alert(1)</script>"
+
+
+def test_every_user_supplied_field_is_escaped(site):
+    doc = copy.deepcopy(minimal_doc())
+    doc.update({"backend": EVIL, "created": EVIL, "partial_reason": EVIL, "warnings": [EVIL]})
+    doc["profile"] = {"name": EVIL, "digest": EVIL, "resolved": {"name": EVIL, "run": {"backend": EVIL}}}
+    doc["workload"]["digest"] = EVIL
+    doc["environment"].update({"cpu_model": EVIL, "gpu_models": [EVIL], "os": EVIL, "python": EVIL,
+                               "greenbench_version": EVIL, "libraries": {EVIL: EVIL}})
+    doc["carbon"].update({"region": EVIL, "region_name": EVIL})
+    doc["energy"]["meters"] = [{"name": EVIL, "domain": EVIL, "method": EVIL, "basis": EVIL, "joules": 1.0}]
+    doc["energy"]["scope"] = {"described": EVIL}
+    env = signing.sign_result(doc, KEY, "r.json")
+    cid, _ = store_envelope(env, signing.verify_envelope(env), site.store)
+    for url in ("/", f"/?group={EVIL}", f"/result/{cid}", f"/?profile={EVIL}&sort=-created", f"/?view=untrusted"):
+        body = site.get(url).text
+        assert EVIL not in body and "<script" not in body, url
+    assert "&lt;script&gt;" in site.get(f"/result/{cid}").text
+    md = pages.render  # the Markdown export too
+    from greenbench.leaderboard import from_store
+    from greenbench.leaderboard.export import to_markdown
+
+    assert "<script" not in to_markdown(from_store(site.store, TRUST))
+    assert md is pages.render
 
 
 def test_worker_process_renders_the_same(tmp_path):
     store = LocalStore(tmp_path / "store")
     publish(store, 0.5)
     publish(store, 0.75, name="q")
-    app = create_app(ServerConfig(store=store, worker_process=True))
+    app = create_app(ServerConfig(store=store, worker_process=True, board_trust=TRUST))
     try:
         with BackgroundServer(app) as srv:
             r = httpx.get(f"{srv.url}/api/v1/leaderboard", timeout=120)
             assert r.status_code == 200 and [row["profile"] for row in r.json()["rows"]] == ["p", "q"]
             assert app.state.ctx._pool is not None  # it did go through the worker process
+            page = httpx.get(f"{srv.url}/?sort=-j_per_token", timeout=120)
+            assert page.status_code == 200 and re.search(r">q</a>.*>p</a>", page.text, re.S)
     finally:
         app.state.ctx.drop_worker_pool()
-    direct = json.loads(pages.render(str(store.root), None, store.result_state(), "json", None, None)[0])
-    assert direct == r.json()
-    assert gzip.decompress(pages.render(str(store.root), None, (9, 9), "json", None, None)[1]) == json.dumps(
-        direct, ensure_ascii=False, separators=(",", ":")
-    ).encode()
+    status, media, body, zipped = pages.render(str(store.root), TRUST, store.result_state(), "json", ())
+    assert status == 200 and json.loads(body) == r.json() and gzip.decompress(zipped) == body

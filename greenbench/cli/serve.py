@@ -25,7 +25,7 @@ def serve_cmd(
     token_file: Optional[Path] = typer.Option(
         None, "--token-file", help="File holding the bearer token that guards writes (else GREENBENCH_SERVER_TOKEN)."
     ),
-    trust: Optional[Path] = typer.Option(None, "--trust", help="Accept results only from the did:keys in this file."),
+    trust: Optional[Path] = typer.Option(None, "--trust", help="Accept results only from the did:keys in this file (and rank them). Without it any valid signature is accepted, and the leaderboard ranks the keys of the config's `trust`, of `keys trust`, else the local key."),
     max_result_mib: float = typer.Option(16, "--max-result-mib", min=0.001, help="Largest accepted result envelope, MiB."),
     max_car_mib: float = typer.Option(256, "--max-car-mib", min=0.001, help="Largest accepted CAR upload, MiB."),
     max_block_mib: float = typer.Option(
@@ -50,7 +50,6 @@ def serve_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No access log on stderr."),
 ) -> None:
     """Serve the store over HTTP: trustless gateway, results API, Kubo RPC subset and the web leaderboard."""
-    from greenbench import signing
     from greenbench.cli import render
     from greenbench.server.app import ServerConfig, create_app, read_token, stderr_log
     from greenbench.server.common import MiB
@@ -62,11 +61,15 @@ def serve_cmd(
             f"refusing to serve on {host} with open writes: anyone who can reach it could upload blocks and results",
             "set a token (--token-file FILE or GREENBENCH_SERVER_TOKEN), or pass --open-writes if that is intended",
         )
-    trusted = signing.read_trust_file(trust) if trust is not None else None
+    from greenbench import trust as trust_policy
+
+    board_trust = trust_policy.resolve(trust)  # whose results the leaderboard ranks
+    trusted = set(board_trust.keys) if trust is not None else None  # whose results are accepted at all
     config = ServerConfig(
         store_dir=store,
         token=token,
         trust=trusted,
+        board_trust=board_trust,
         max_result_bytes=int(max_result_mib * MiB),
         max_car_bytes=int(max_car_mib * MiB),
         max_block_bytes=int(max_block_mib * MiB),
@@ -93,7 +96,7 @@ def serve_cmd(
     render.info(
         f"greenbench serving the store {app.state.store.root} at {base} "
         f"(writes {'need a bearer token' if token else 'open'}; Ctrl-C stops)\n"
-        f"  leaderboard        {base}/leaderboard\n"
+        f"  leaderboard        {base}/  (ranks results signed by {board_trust.source})\n"
         f"  trustless gateway  {base}/ipfs/{{cid}}?format=raw|car\n"
         f"  results API        {base}/api/v1/results\n"
         f"  Kubo RPC           {base}/api/v0/  (publish --to {base} or --to {kubo})"

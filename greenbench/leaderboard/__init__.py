@@ -1,147 +1,197 @@
-"""Leaderboard: ranks of shared, verified results.
+"""Leaderboard: signed results of the same work, ranked honestly.
 
-Only results whose DSSE signature verified (and whose block matched its CID) reach the leaderboard.
-Results are ranked within a *group*: the same profile configuration (``profile.digest``) and workload
-kind, so only runs that did the same work are compared. Within a group the rank is by joules per token
-(decode for inference, train for training), lower first. The energy method of each row is shown
-beside its number, so an estimate is never read as a measurement; ``method=`` filters to one kind.
+Terms (the record fields, group, lane and primary metric: :mod:`greenbench.leaderboard.fields`):
+    trusted: a result at least one of whose signers the trust policy names (:mod:`greenbench.trust`;
+        without a trust file, the local signing key alone). Only trusted results are ranked; the others
+        are listed apart as "signed by unknown keys" (``untrusted``), or hidden with ``trusted_only``.
+    duplicate: two stored envelopes with the same in-toto subject digest are the same result, whoever
+        signed them: one row, listing every signer (``signers``) and every envelope (``cids``).
+    rank: 1..n within a group and lane, among the trusted, complete (not ``partial``) results that have a
+        value of the primary metric, lower first (ties: earlier ``created``, then CID). Rows measured on a
+        busy machine (``flagged``) are ranked and marked. A row whose primary phase was below the meters'
+        resolution has no value and no rank. Filters choose which rows are shown; they never change a
+        rank, so "#3" means third in its group and lane however the table is filtered or sorted.
+    skipped: stored results that cannot be listed: a validly signed result with a malformed field, or one
+        whose block no longer verifies (``greenbench store verify``), each with its reason.
+
+The board is built from the records the store's result index keeps (one query, no envelope re-read:
+:func:`from_store`), or from records made from verified envelopes (:func:`build`, for ``--from URL``).
+Renderers: :mod:`.export` (CSV, Markdown), :mod:`.html` (pages and SVG charts).
 """
 
 from __future__ import annotations
 
-import math
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable
 
-from greenbench.results import get_path
+from greenbench.leaderboard.fields import FIELDS_VERSION, LANES
 
+__all__ = ["Board", "build", "from_store", "FILTERS", "SORT_KEYS", "LANE_LABEL", "ROW_FIELDS"]
 
-def _primary(doc: dict) -> tuple[str, float | None]:
-    if get_path(doc, "workload.kind", None) == "training":
-        return "train.j_per_token", get_path(doc, "metrics.train.j_per_token", None)
-    return "decode.j_per_token", get_path(doc, "metrics.decode.j_per_token", None)
+#: How each lane is named where people read it.
+LANE_LABEL = {"counter": "measured (energy counter)", "estimate": "ESTIMATED (model)", "simulated": "SIMULATED"}
+#: Row fields that filters match exactly (``signer`` matches any of a row's signers).
+FILTERS = ("group", "profile", "backend", "method", "hardware", "region", "signer", "kind")
+#: Row fields a table can be sorted by (``-`` prefix: descending).
+SORT_KEYS = ("rank", "profile", "backend", "hardware", "method", "j_per_token", "prefill_j_per_token",
+             "tokens_per_s", "ttft_s", "g_co2e_per_1k_tokens", "region", "created", "batch_size")
+#: The fields of a row, in the order CSV columns and the documentation list them.
+ROW_FIELDS = (
+    "group", "group_basis", "lane", "rank", "lane_size", "method", "profile", "profile_digest", "kind", "backend",
+    "hardware", "region", "created", "batch_size", "sweep", "metric", "j_per_token", "prefill_j_per_token",
+    "decode_j_per_token", "train_j_per_token", "tokens_per_s", "prefill_tokens_per_s", "ttft_s", "energy_j",
+    "g_co2e_per_1k_tokens", "flagged", "partial", "below_resolution", "trusted", "signer", "signers", "cid", "cids",
+    "sha256",
+)
 
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _malformed(doc: dict) -> str | None:
-    """Why a (validly signed) result cannot be ranked, or None. Signed is not the same as well-formed."""
-    if not isinstance(doc, dict):
-        return "the result is not a JSON object"
-    _, value = _primary(doc)
-    if value is not None and (not _number(value) or value < 0):
-        return "its joules per token is not a non-negative number"
-    for path in ("metrics.decode.tokens_per_s", "metrics.train.tokens_per_s", "carbon.g_co2e_per_1k_tokens"):
-        v = get_path(doc, path, None)
-        if v is not None and not _number(v):
-            return f"{path} is not a number"
-    for path in ("profile.name", "profile.digest", "energy.method", "backend"):
-        v = get_path(doc, path, None)
-        if v is not None and not isinstance(v, str):
-            return f"{path} is not a string"
-    gpus = get_path(doc, "environment.gpu_models", None)
-    if gpus is not None and not (isinstance(gpus, list) and all(isinstance(g, str) for g in gpus)):
-        return "environment.gpu_models is not a list of names"
-    return None
+_BOOLS = ("partial", "flagged", "below_resolution")
 
 
-def build_rows(entries: list[dict], *, method: str | None = None, profile: str | None = None,
-               include_partial: bool = False, skipped: list[dict] | None = None) -> list[dict]:
-    """Rank verified entries.
+@dataclass
+class Board:
+    """A ranked leaderboard.
+
+    Attributes:
+        rows: trusted results, by group, lane, rank (unranked last).
+        untrusted: results signed only by keys the trust policy does not name (never ranked).
+        skipped: ``{"cid", "reason"}`` of stored results that cannot be listed.
+    """
+
+    rows: list[dict] = field(default_factory=list)
+    untrusted: list[dict] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"rows": self.rows, "untrusted": self.untrusted, "skipped": self.skipped}
+
+    def json_bytes(self) -> bytes:
+        """The board as compact JSON (the C encoder: a board of 100,000 rows is tens of megabytes)."""
+        return json.dumps(self.to_json(), ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+
+    def groups(self, rows: list[dict] | None = None) -> dict[str, list[dict]]:
+        """Rows by group, in order."""
+        out: dict[str, list[dict]] = {}
+        for r in self.rows if rows is None else rows:
+            out.setdefault(r["group"], []).append(r)
+        return out
+
+
+def _sort_key(r: dict) -> tuple:
+    value = r["j_per_token"]
+    return (r["group"], LANES.index(r["lane"]) if r["lane"] in LANES else len(LANES), value is None or r["partial"],
+            value if value is not None else 0.0, r["created"] or "", r["cid"])
+
+
+def build(records: Iterable[dict], trust, *, trusted_only: bool = False, include_partial: bool = False,
+          filters: dict[str, Any] | None = None, skipped: list[dict] | None = None) -> Board:
+    """Rank records (module docstring).
 
     Args:
-        entries: dicts with ``result`` (the result document), ``signer`` (did:key) and ``cid``.
-        method: keep only rows whose ``energy.method`` is this (``counter``, ``estimate``, ``simulated``).
-        profile: keep only this profile name.
-        include_partial: keep results of interrupted runs (off by default).
-        skipped: if given, malformed results are appended here as ``{"cid", "reason"}``.
-
-    Returns:
-        rows sorted by group then rank, each a flat JSON-ready dict.
+        records: flat records (:func:`greenbench.leaderboard.fields.record`) with ``cid`` and ``verdict``
+            (``ok``, or why the result cannot be listed), oldest first (the first envelope of a duplicate
+            names the row).
+        trust: the trusted did:keys (a set or a :class:`greenbench.trust.Trust`).
+        trusted_only: leave the untrusted results out.
+        include_partial: list results of interrupted runs too (never ranked).
+        filters: ``{field: value}`` of :data:`FILTERS`; None values are ignored.
+        skipped: skipped entries found before (e.g. envelopes that did not verify), kept first.
     """
-    rows = []
-    for e in entries:
-        doc = e["result"]
-        why = _malformed(doc)
-        if why:
-            if skipped is not None:
-                skipped.append({"cid": e.get("cid"), "reason": f"malformed result: {why}"})
+    keys = getattr(trust, "keys", trust) or frozenset()
+    board = Board(skipped=list(skipped or []))
+    by_digest: dict[str, dict] = {}
+    for rec in records:
+        if rec.get("verdict") != "ok":
+            board.skipped.append({"cid": rec.get("cid"), "reason": rec.get("verdict") or "not verified"})
             continue
-        if not include_partial and doc.get("partial"):
+        same = by_digest.get(rec["sha256"])
+        if same is not None:  # the same result, stored again (another signer, another spelling)
+            for s in rec["signers"]:
+                if s not in same["signers"]:
+                    same["signers"].append(s)
+            same["cids"].append(rec["cid"])
             continue
-        if method and get_path(doc, "energy.method", None) != method:
+        row = dict(rec)
+        row["signers"] = list(rec["signers"])
+        row["cids"] = [rec["cid"]]
+        by_digest[rec["sha256"]] = row
+    ranked: list[dict] = []
+    for row in by_digest.values():
+        row.pop("verdict", None)
+        row.pop("fields", None)
+        if row["partial"] and not include_partial:
             continue
-        if profile and get_path(doc, "profile.name", None) != profile:
-            continue
-        metric, value = _primary(doc)
-        if value is None:
-            continue
-        kind = get_path(doc, "workload.kind", None)
-        gpus = get_path(doc, "environment.gpu_models", None) or []
-        rows.append({
-            "group": f"{get_path(doc, 'profile.name', '?')}@{str(get_path(doc, 'profile.digest', ''))[7:19]}:{kind}",
-            "profile": get_path(doc, "profile.name", None),
-            "profile_digest": get_path(doc, "profile.digest", None),
-            "workload": kind,
-            "backend": doc.get("backend"),
-            "hardware": ", ".join(gpus) if gpus else get_path(doc, "environment.cpu_model", None),
-            "metric": metric,
-            "j_per_token": value,
-            "tokens_per_s": get_path(doc, f"metrics.{metric.split('.')[0]}.tokens_per_s", None),
-            "method": get_path(doc, "energy.method", None),
-            "g_co2e_per_1k_tokens": get_path(doc, "carbon.g_co2e_per_1k_tokens", None),
-            "region": get_path(doc, "carbon.region", None),
-            "signer": e.get("signer"),
-            "cid": e.get("cid"),
-            "created": doc.get("created"),
-        })
-    rows.sort(key=lambda r: (r["group"], r["j_per_token"]))
-    rank, prev = 0, None
-    for r in rows:
-        rank = rank + 1 if r["group"] == prev else 1
-        prev = r["group"]
-        r["rank"] = rank
-    return rows
+        trusted = [s for s in row["signers"] if s in keys]
+        row["trusted"] = bool(trusted)
+        row["signer"] = trusted[0] if trusted else row["signers"][0]
+        row["rank"] = None
+        row["lane_size"] = None
+        if trusted:
+            ranked.append(row)
+        elif not trusted_only:
+            board.untrusted.append(row)
+    ranked.sort(key=_sort_key)
+    lane, n, members = None, 0, []
+    for row in ranked:
+        here = (row["group"], row["lane"])
+        if here != lane:
+            for m in members:
+                m["lane_size"] = n
+            lane, n, members = here, 0, []
+        if row["j_per_token"] is not None and not row["partial"]:
+            n += 1
+            row["rank"] = n
+        members.append(row)
+    for m in members:
+        m["lane_size"] = n
+    board.untrusted.sort(key=_sort_key)
+    wanted = {k: v for k, v in (filters or {}).items() if v not in (None, "")}
+    if wanted:
+        board.rows = [r for r in ranked if _matches(r, wanted)]
+        board.untrusted = [r for r in board.untrusted if _matches(r, wanted)]
+    else:
+        board.rows = ranked
+    return board
 
 
-def render_html(rows: list[dict], title: str = "greenbench leaderboard") -> str:
-    """A self-contained HTML page of the rows (every value escaped)."""
-    from html import escape
+def _matches(row: dict, wanted: dict[str, Any]) -> bool:
+    for key, value in wanted.items():
+        if key == "signer":
+            if value not in row["signers"]:
+                return False
+        elif key == "method":
+            if row["lane"] != value:
+                return False
+        elif row.get(key) != value:
+            return False
+    return True
 
-    def cell(v, num=False):
-        if v is None:
-            return "<td>-</td>"
-        if num:
-            return f'<td class="n">{escape(f"{v:.4g}")}</td>'
-        return f"<td>{escape(str(v))}</td>"
 
-    groups: dict[str, list[dict]] = {}
-    for r in rows:
-        groups.setdefault(r["group"], []).append(r)
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>{escape(title)}</title>",
-        "<style>body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:2em}"
-        "td,th{border:1px solid #ccc;padding:.3em .6em}td.n{text-align:right;font-variant-numeric:tabular-nums}"
-        "th{background:#eee}.estimate{color:#a60}.simulated{color:#06a}</style></head><body>",
-        f"<h1>{escape(title)}</h1>",
-        "<p>Verified, signed results. Joules per token, lower is better. The method column says how each "
-        "number was obtained: <b>counter</b> (hardware energy counter), <b>estimate</b> (model), <b>simulated</b>.</p>",
-    ]
-    if not rows:
-        parts.append("<p>No verified results yet.</p>")
-    for group, grows in groups.items():
-        parts.append(f"<h2>{escape(group)}</h2><table><tr><th>#</th><th>backend</th><th>hardware</th><th>J/token</th>"
-                     "<th>method</th><th>tokens/s</th><th>g CO2e / 1k tokens</th><th>region</th><th>signer</th><th>CID</th></tr>")
-        for r in grows:
-            signer = r["signer"] or ""
-            parts.append(
-                "<tr>" + cell(r["rank"]) + cell(r["backend"]) + cell(r["hardware"]) + cell(r["j_per_token"], True)
-                + f'<td class="{escape(str(r["method"]))}">{escape(str(r["method"]))}</td>'
-                + cell(r["tokens_per_s"], True) + cell(r["g_co2e_per_1k_tokens"], True) + cell(r["region"])
-                + f'<td title="{escape(signer)}">{escape(signer[:16] + "…" if len(signer) > 16 else signer)}</td>'
-                + cell(r["cid"]) + "</tr>"
-            )
-        parts.append("</table>")
-    parts.append("</body></html>")
-    return "".join(parts)
+def from_store(store, trust, **options: Any) -> Board:
+    """:func:`build` over the store's result index (one query; no block is read). Rows an older greenbench
+    indexed without the leaderboard's fields are left out and named in ``skipped`` (the layer above
+    extracts them again first: :func:`greenbench.publish.refresh_index`)."""
+    rows, stale = store.board_rows(FIELDS_VERSION)
+    return build(records_of(rows), trust, skipped=[
+        {"cid": cid, "reason": "indexed by an older greenbench: run `greenbench store reindex`"} for cid in stale
+    ], **options)
+
+
+def records_of(rows: list[tuple]) -> list[dict]:
+    """Records from the index's row tuples (:data:`greenbench.store.index.BOARD_KEYS` order)."""
+    from greenbench.store.index import BOARD_KEYS
+
+    keys = BOARD_KEYS
+    i_signers, i_gpus = keys.index("signers"), keys.index("gpu_models")
+    out = []
+    for row in rows:
+        rec = dict(zip(keys, row))
+        signers = row[i_signers]
+        rec["signers"] = signers.split("\n") if signers else []
+        gpus = row[i_gpus]
+        rec["gpu_models"] = json.loads(gpus) if gpus and gpus != "[]" else []
+        for b in _BOOLS:
+            rec[b] = bool(rec[b])
+        rec["method"] = rec["lane"]
+        out.append(rec)
+    return out

@@ -18,7 +18,7 @@ Terms:
         bytes sent, milliseconds. An upload the client gave up on is one line too, never a traceback.
 
 Routes live in one module per API: :mod:`.gateway` (trustless gateway), :mod:`.results` (results API),
-:mod:`.kubo` (Kubo RPC subset), :mod:`.pages` (the web pages).
+:mod:`.kubo` (Kubo RPC subset), :mod:`.pages` (the web leaderboard at ``/``, result pages, the leaderboard API).
 """
 
 from __future__ import annotations
@@ -57,6 +57,9 @@ class ServerConfig:
         store_dir: the local store directory (``--store``; None: ``GREENBENCH_STORE`` or the user data dir).
         token: bearer token that guards writes; None leaves writes open (only sensible on 127.0.0.1).
         trust: did:keys allowed to publish results; None accepts any valid signature.
+        board_trust: whose results the leaderboard ranks (a :class:`greenbench.trust.Trust`); None: ``trust``
+            when given, else :func:`greenbench.trust.resolve` (the config file, the trust file of ``keys
+            trust``, else the local signing key).
         max_result_bytes: cap on a ``POST /api/v1/results`` body.
         max_car_bytes: cap on a ``dag/import`` body (and on the blocks it adds).
         max_block_bytes: cap on a ``block/put`` body (the store itself takes blocks up to 1 MiB).
@@ -74,6 +77,7 @@ class ServerConfig:
     store_dir: str | os.PathLike | None = None
     token: str | None = None
     trust: set[str] | None = None
+    board_trust: Any = None
     max_result_bytes: int = 16 * MiB
     max_car_bytes: int = 256 * MiB
     max_block_bytes: int = MiB + 64 * 1024  # one 1 MiB block plus multipart framing

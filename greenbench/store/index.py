@@ -3,7 +3,13 @@
 Terms:
     packed: one row per block kept in a pack: multihash -> pack name, offset, length.
     results: one row per indexed result CID with its signer, profile, backend, hardware and headline
-        metrics, for fast queries without reading blocks (the whole ``info`` dict is kept as JSON).
+        metrics, for fast queries without reading blocks (the whole ``info`` dict is kept as JSON); and,
+        given ``info["board"]``, the leaderboard's columns (:data:`BOARD_COLUMNS`): the signers, the
+        verdict reached when the envelope was verified on the way in, and every field the leaderboard
+        ranks, filters and shows, so that a leaderboard is one query (the layer above decides what they
+        hold: :mod:`greenbench.leaderboard.fields`).
+    meta: counters; ``results`` counts the writes to the results table, so that a change that adds no row
+        (a verdict recorded by ``store verify``) still changes :meth:`Index.result_state`.
     pins: CIDs the user asked to keep: ``store gc --unpinned`` keeps every block reachable from a pin
         (recursive) or the pinned block itself (direct), as Kubo's pin set does.
     reader: a read-only connection (``mode=ro``; ``immutable=1`` where even the WAL's shared-memory file
@@ -27,7 +33,7 @@ from urllib.parse import quote
 
 from greenbench.errors import StoreError
 
-__all__ = ["Index", "INDEX_HINT", "MAX_QUERY_INT"]
+__all__ = ["Index", "INDEX_HINT", "MAX_QUERY_INT", "BOARD_COLUMNS", "BOARD_KEYS"]
 
 _SQLITE_TIMEOUT_S = 30.0
 INDEX_HINT = (
@@ -55,11 +61,16 @@ CREATE TABLE IF NOT EXISTS results (
     created TEXT,
     j_per_token REAL,
     tokens_per_s REAL,
-    info TEXT NOT NULL
+    info TEXT NOT NULL,
+    {board}
 );
 CREATE INDEX IF NOT EXISTS results_signer ON results (signer);
 CREATE INDEX IF NOT EXISTS results_profile ON results (profile, backend);
 CREATE INDEX IF NOT EXISTS results_created ON results (created);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS pins (
     key TEXT PRIMARY KEY,
     cid TEXT NOT NULL,
@@ -67,6 +78,41 @@ CREATE TABLE IF NOT EXISTS pins (
     created REAL NOT NULL
 );
 """
+
+
+#: The leaderboard's columns of the results table: (column, SQL type, key of ``info["board"]``). A list
+#: value (signers, GPU names) is kept as text joined by "\n"; a boolean as 0/1.
+BOARD_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("fields", "INTEGER", "fields"),
+    ("verdict", "TEXT", "verdict"),
+    ("sha256", "TEXT", "sha256"),
+    ("signers", "TEXT", "signers"),
+    ("work", "TEXT", "group"),
+    ("group_basis", "TEXT", "group_basis"),
+    ("kind", "TEXT", "kind"),
+    ("lane", "TEXT", "lane"),
+    ("profile_digest", "TEXT", "profile_digest"),
+    ("sweep", "TEXT", "sweep"),
+    ("batch_size", "INTEGER", "batch_size"),
+    ("hardware", "TEXT", "hardware"),
+    ("region", "TEXT", "region"),
+    ("partial", "INTEGER", "partial"),
+    ("flagged", "INTEGER", "flagged"),
+    ("metric", "TEXT", "metric"),
+    ("below_resolution", "INTEGER", "below_resolution"),
+    ("prefill_j_per_token", "REAL", "prefill_j_per_token"),
+    ("decode_j_per_token", "REAL", "decode_j_per_token"),
+    ("train_j_per_token", "REAL", "train_j_per_token"),
+    ("prefill_tokens_per_s", "REAL", "prefill_tokens_per_s"),
+    ("ttft_s", "REAL", "ttft_s"),
+    ("energy_j", "REAL", "energy_j"),
+    ("g_co2e_per_1k_tokens", "REAL", "g_co2e_per_1k_tokens"),
+)
+#: What :meth:`Index.board_rows` returns per row, in order: the result's CID, then these board keys (the
+#: legacy columns profile, backend, cpu_model, gpu_models, created, j_per_token and tokens_per_s hold the
+#: board's values of the same name when a board record was given).
+BOARD_KEYS: tuple[str, ...] = ("cid", "profile", "backend", "cpu_model", "gpu_models", "created", "j_per_token",
+                               "tokens_per_s") + tuple(key for _, _, key in BOARD_COLUMNS)
 
 
 def _finite(value: Any) -> float:
@@ -115,8 +161,52 @@ def _has_table(conn: sqlite3.Connection, name: str) -> bool:
         return False
 
 
+def _bump(conn: sqlite3.Connection) -> None:
+    """Count a change of the results table (see :meth:`Index.result_state`)."""
+    conn.execute("INSERT INTO meta (key, value) VALUES ('results', 1) ON CONFLICT(key) DO UPDATE SET value = value + 1")
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Give a results table made by an older greenbench the leaderboard's columns (their rows stay NULL
+    there until they are extracted again: see ``fields``), in one transaction, so writers opening the
+    index at once do not add a column twice."""
+    if {name for name, _, _ in BOARD_COLUMNS} <= _columns(conn, "results"):
+        conn.execute("CREATE INDEX IF NOT EXISTS results_sha256 ON results (sha256)")
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        have = _columns(conn, "results")
+        for name, kind, _ in BOARD_COLUMNS:
+            if name not in have:
+                conn.execute(f"ALTER TABLE results ADD COLUMN {name} {kind}")
+        conn.execute("CREATE INDEX IF NOT EXISTS results_sha256 ON results (sha256)")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def _board_value(value: Any, kind: str) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return "\n".join(str(v) for v in value)
+    if isinstance(value, bool):
+        return int(value)
+    if kind == "REAL":
+        return _number(value)
+    if kind == "INTEGER":
+        return value if isinstance(value, int) else None
+    return str(value)
 
 
 def _number(value: Any) -> float | None:
@@ -183,7 +273,8 @@ class Index:
                 if mode.lower() != "wal":
                     conn.close()
                     raise StoreError(f"cannot put the index {self.path} in WAL mode (got {mode})")
-                conn.executescript(_SCHEMA)
+                conn.executescript(_SCHEMA.replace("{board}", ",\n    ".join(f"{n} {t}" for n, t, _ in BOARD_COLUMNS)))
+                _migrate(conn)
                 break
             except sqlite3.OperationalError as exc:
                 if "locked" in str(exc) and time.monotonic() < deadline:
@@ -367,37 +458,70 @@ class Index:
     def _result_row(cid: str, info: dict[str, Any]) -> tuple:
         if not isinstance(info, dict):
             raise StoreError(f"result info for {cid} must be a dict, got {type(info).__name__}")
-        hardware = info.get("hardware") or {}
-        metrics = info.get("metrics") or {}
+        board = info.get("board")
+        if board is not None and not isinstance(board, dict):
+            raise StoreError(f"result info for {cid}: board must be a dict, got {type(board).__name__}")
+        kept = info if board is None else {k: v for k, v in info.items() if k != "board"}
+        hardware = kept.get("hardware") or {}
+        metrics = kept.get("metrics") or {}
         gpus = hardware.get("gpu_models") or []
         if isinstance(gpus, str):
             gpus = [gpus]
         try:
-            body = json.dumps(info, sort_keys=True, allow_nan=False, default=str)
+            body = json.dumps(kept, sort_keys=True, allow_nan=False, default=str)
         except ValueError as exc:
             raise StoreError(f"result info for {cid} is not JSON: {exc}") from None
-        return (
+        if board is None:
+            row = (
+                cid,
+                _text(kept.get("signer")),
+                _text(kept.get("profile")),
+                _text(kept.get("backend")),
+                _text(hardware.get("cpu_model")),
+                json.dumps(list(gpus)),
+                _text(kept.get("created")),
+                _number(metrics.get("j_per_token")),
+                _number(metrics.get("tokens_per_s")),
+                body,
+            )
+            return row + (None,) * len(BOARD_COLUMNS)
+        signers = board.get("signers") or []
+        row = (
             cid,
-            _text(info.get("signer")),
-            _text(info.get("profile")),
-            _text(info.get("backend")),
-            _text(hardware.get("cpu_model")),
-            json.dumps(list(gpus)),
-            _text(info.get("created")),
-            _number(metrics.get("j_per_token")),
-            _number(metrics.get("tokens_per_s")),
+            _text(signers[0] if signers else kept.get("signer")),
+            _text(board.get("profile")),
+            _text(board.get("backend")),
+            _text(board.get("cpu_model")),
+            json.dumps(list(board.get("gpu_models") or [])),
+            _text(board.get("created")),
+            _number(board.get("j_per_token")),
+            _number(board.get("tokens_per_s")),
             body,
         )
+        return row + tuple(_board_value(board.get(key), kind) for _, kind, key in BOARD_COLUMNS)
 
     _INSERT_RESULT = (
         "INSERT OR REPLACE INTO results (cid, signer, profile, backend, cpu_model, gpu_models, created,"
-        " j_per_token, tokens_per_s, info) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " j_per_token, tokens_per_s, info, " + ", ".join(name for name, _, _ in BOARD_COLUMNS) + ") VALUES ("
+        + ", ".join("?" * (10 + len(BOARD_COLUMNS))) + ")"
     )
 
     def index_result(self, cid: str, info: dict[str, Any]) -> None:
         """Add (or replace) the row of the result stored under ``cid``."""
-        row = self._result_row(cid, info)
-        self._write(lambda c: c.execute(self._INSERT_RESULT, row))
+        self.index_results([(cid, info)])
+
+    def index_results(self, items: Iterable[tuple[str, dict[str, Any]]]) -> int:
+        """Add (or replace) the rows of many results in one transaction; returns how many."""
+        rows = [self._result_row(cid, info) for cid, info in items]
+        if not rows:
+            return 0
+
+        def run(c: sqlite3.Connection) -> int:
+            c.executemany(self._INSERT_RESULT, rows)
+            _bump(c)
+            return len(rows)
+
+        return self._write(run)
 
     def replace_results(self, items: Iterable[tuple[str, dict[str, Any]]]) -> int:
         """Replace every result row by ``items`` (one transaction); returns how many rows there are now."""
@@ -406,28 +530,85 @@ class Index:
         def run(c: sqlite3.Connection) -> int:
             c.execute("DELETE FROM results")
             c.executemany(self._INSERT_RESULT, rows)
+            _bump(c)
             return len(rows)
 
         return self._write(run)
 
-    def result_state(self) -> tuple[int, int]:
-        """``(row count, largest rowid)`` of the results table: changes whenever a row is added or replaced.
+    def _board_ready(self) -> sqlite3.Connection | None:
+        """The reader, when the results table has the leaderboard's columns (an index an older greenbench
+        made and nobody has written since lacks them)."""
+        conn = self._readable("results")
+        if conn is None:
+            return None
+        tables = self._local.tables
+        if not tables.get("board"):
+            tables["board"] = {name for name, _, _ in BOARD_COLUMNS} <= _columns(conn, "results")
+        return conn if tables["board"] else None
+
+    def board_rows(self, fields: int) -> tuple[list[tuple], list[str]]:
+        """Every result row whose board was extracted by version ``fields``, as tuples in
+        :data:`BOARD_KEYS` order (oldest first), and the CIDs of the rows that need extracting again
+        (made by an older greenbench or an older extractor).
+
+        List values come back as lists; booleans as 0/1.
+        """
+        conn = self._board_ready()
+        if conn is None:
+            return [], [cid for cid in self.iter_result_cids()]
+        cols = ", ".join(["cid", "profile", "backend", "cpu_model", "gpu_models", "created", "j_per_token",
+                          "tokens_per_s"] + [name for name, _, _ in BOARD_COLUMNS])
+        try:
+            rows = conn.execute(f"SELECT {cols} FROM results ORDER BY rowid").fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the index {self.path}: {exc}", INDEX_HINT) from None
+        current, stale = [], []
+        i_fields = BOARD_KEYS.index("fields")
+        for row in rows:
+            (current if row[i_fields] == fields else stale).append(row)
+        return current, [row[0] for row in stale]
+
+    def result_verdicts(self) -> dict[str, str | None]:
+        """``{cid: verdict}`` of every indexed result (None where no verdict was recorded)."""
+        if self._board_ready() is None:
+            return {cid: None for cid in self.iter_result_cids()}
+        return dict(self._read("results", "SELECT cid, verdict FROM results"))
+
+    def set_verdicts(self, verdicts: Iterable[tuple[str, str]]) -> int:
+        """Record ``(cid, verdict)`` pairs (``store verify`` re-checking signatures); returns rows changed."""
+        pairs = [(verdict, cid) for cid, verdict in verdicts]
+
+        def run(c: sqlite3.Connection) -> int:
+            before = c.total_changes
+            c.executemany("UPDATE results SET verdict = ? WHERE cid = ?", pairs)
+            _bump(c)
+            return c.total_changes - before
+
+        return self._write(run) if pairs else 0
+
+    def result_state(self) -> tuple[int, int, int]:
+        """``(row count, largest rowid, changes)`` of the results table: changes whenever a row is added,
+        replaced or given a new verdict.
 
         Counted again only when the database changed since this thread last asked (SQLite's
         ``data_version``), so asking often (every leaderboard request) costs one pragma, not a scan.
         """
         conn = self._readable("results")
         if conn is None:
-            return (0, 0)
+            return (0, 0, 0)
         try:
             version = conn.execute("PRAGMA data_version").fetchone()[0]
             local = self._local
             if getattr(local, "state_at", None) == (id(conn), version):
                 return local.state
             row = conn.execute("SELECT count(*), coalesce(max(rowid), 0) FROM results").fetchone()
+            changes = 0
+            if _has_table(conn, "meta"):
+                got = conn.execute("SELECT value FROM meta WHERE key = 'results'").fetchone()
+                changes = got[0] if got else 0
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read the index {self.path}: {exc}", INDEX_HINT) from None
-        local.state_at, local.state = (id(conn), version), tuple(row)
+        local.state_at, local.state = (id(conn), version), (*row, changes)
         return local.state
 
     def query_results(self, **filters: Any) -> list[dict[str, Any]]:

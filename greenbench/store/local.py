@@ -551,11 +551,54 @@ class LocalStore:
         """
         self.index.index_result(str(CID.decode(cid)), info)
 
+    def put_results(self, items: list[tuple[CID, bytes, dict[str, Any]]]) -> list[bool]:
+        """Store many result blocks and index them: the new blocks go into one pack (one fsync for all),
+        their index rows into one transaction.
+
+        Args:
+            items: ``(cid, block bytes, index info)``; the caller made each block itself, so its bytes
+                match its CID (checked again here: a mismatch is a bug, and nothing is stored).
+
+        Returns:
+            For each item, whether its block was new to the store.
+
+        Raises:
+            VerificationError: a block does not match its CID (nothing stored).
+            StoreError: the store cannot be written.
+        """
+        for cid, data, _ in items:
+            if not cid.verify(data):
+                raise VerificationError(f"block bytes do not match {cid}; nothing stored")
+        with self._writing():
+            present = self._present_many([(cid.multihash, len(data)) for cid, data, _ in items])
+            seen: set[bytes] = set()
+            with self._writing_pack(direct=False, what="store results in") as pack:
+                for (cid, data, _), here in zip(items, present):
+                    mh = cid.multihash
+                    if here or mh in seen or cid.hash_code == IDENTITY:
+                        continue
+                    seen.add(mh)
+                    pack.append(mh, data)
+            self.index.index_results([(str(cid), info) for cid, _, info in items])
+        return [not here for here in present]
+
+    def board_rows(self, fields: int) -> tuple[list[tuple], list[str]]:
+        """The leaderboard's rows of the result index (see :meth:`greenbench.store.index.Index.board_rows`)."""
+        return self.index.board_rows(fields)
+
+    def index_results(self, items: Iterable[tuple[str, dict[str, Any]]]) -> int:
+        """Add (or replace) many result rows in one transaction."""
+        return self.index.index_results([(str(CID.decode(cid)), info) for cid, info in items])
+
+    def set_result_verdicts(self, verdicts: Iterable[tuple[str, str]]) -> int:
+        """Record ``(cid, verdict)`` of indexed results (``store verify`` re-checking signatures)."""
+        return self.index.set_verdicts(verdicts)
+
     def query_results(self, **filters: Any) -> list[dict[str, Any]]:
         """Indexed results matching every filter (see :meth:`greenbench.store.index.Index.query_results`)."""
         return self.index.query_results(**filters)
 
-    def result_state(self) -> tuple[int, int]:
+    def result_state(self) -> tuple[int, int, int]:
         """A value that changes whenever a result is indexed (for caches of derived views)."""
         return self.index.result_state()
 

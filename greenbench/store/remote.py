@@ -21,7 +21,11 @@ from greenbench.errors import GreenbenchError, VerificationError
 
 __all__ = ["ServerClient", "server_base_url"]
 
-_FIX = "start it with `greenbench serve` there, or check the --to URL (default port 8787)"
+
+
+def _fix(flag: str) -> str:
+    return f"start it with `greenbench serve` there, or check the {flag} URL (default port 8787)"
+
 #: Largest reply a client reads (the result index of a large server fits many times over).
 MAX_REPLY_BYTES = 64 << 20
 #: Largest block reply (the trustless gateway spec's 2 MiB block limit).
@@ -54,6 +58,7 @@ class ServerClient:
         token: bearer token for writes (the server's ``--token-file`` / ``GREENBENCH_SERVER_TOKEN``).
         timeout_s: per-request timeout.
         transport: an ``httpx`` transport (tests).
+        flag: the command-line option the URL came from (``--to``, ``--from``), named in hints.
     """
 
     url: str
@@ -62,6 +67,7 @@ class ServerClient:
     transport: Any = None
     deadline_s: float = DEADLINE_S
     max_reply_bytes: int = MAX_REPLY_BYTES
+    flag: str = "--to"
     _deadline: float = field(default=0.0, repr=False)
 
     def __post_init__(self) -> None:
@@ -81,7 +87,7 @@ class ServerClient:
         left = self._deadline - time.monotonic()
         if left <= 0:
             raise GreenbenchError(
-                f"greenbench server at {self.base}: gave up after {self.deadline_s:g} s for all requests", _FIX
+                f"greenbench server at {self.base}: gave up after {self.deadline_s:g} s for all requests", _fix(self.flag)
             )
         timeout = httpx.Timeout(min(self.timeout_s, left))
         try:
@@ -97,13 +103,13 @@ class ServerClient:
                             raise GreenbenchError(f"{self.base}{path} answered more than the {limit} bytes expected")
                         if time.monotonic() > self._deadline:
                             raise GreenbenchError(
-                                f"greenbench server at {self.base}: gave up after {self.deadline_s:g} s for all requests", _FIX
+                                f"greenbench server at {self.base}: gave up after {self.deadline_s:g} s for all requests", _fix(self.flag)
                             )
                     return httpx.Response(resp.status_code, headers=resp.headers, content=bytes(body), request=resp.request)
         except httpx.TimeoutException:
-            raise GreenbenchError(f"greenbench server at {self.base} did not answer within {timeout.read:g} s", _FIX) from None
+            raise GreenbenchError(f"greenbench server at {self.base} did not answer within {timeout.read:g} s", _fix(self.flag)) from None
         except httpx.HTTPError as exc:
-            raise GreenbenchError(f"cannot reach greenbench server at {self.base}: {exc}", _FIX) from None
+            raise GreenbenchError(f"cannot reach greenbench server at {self.base}: {exc}", _fix(self.flag)) from None
 
     @staticmethod
     def _reason(resp) -> str:
@@ -130,7 +136,7 @@ class ServerClient:
             except ValueError:
                 doc = None
             if not isinstance(doc, dict) or not isinstance(doc.get("cid"), str):
-                raise GreenbenchError(f"{self.base} did not answer like a greenbench server: {resp.text[:200]!r}", _FIX)
+                raise GreenbenchError(f"{self.base} did not answer like a greenbench server: {resp.text[:200]!r}", _fix(self.flag))
             return doc
         reason = self._reason(resp)
         if resp.status_code == 401:
@@ -143,7 +149,7 @@ class ServerClient:
         if resp.status_code in (404, 405):
             raise GreenbenchError(
                 f"{self.base} is not a greenbench server (POST /api/v1/results answered HTTP {resp.status_code})",
-                "for an IPFS node use --to kubo+http://HOST:5001",
+                f"for an IPFS node use {self.flag} kubo+http://HOST:5001",
             )
         raise GreenbenchError(f"{self.base} refused the result (HTTP {resp.status_code}): {reason}")
 
@@ -176,7 +182,7 @@ class ServerClient:
         except ValueError:
             raise GreenbenchError(
                 f"{self.base}/api/v1/results did not answer JSON",
-                "point --from at a greenbench server (`greenbench serve`)",
+                f"point {self.flag} at a greenbench server (`greenbench serve`)",
             ) from None
         rows = doc.get("results") if isinstance(doc, dict) else None
         if not isinstance(rows, list):

@@ -1,0 +1,465 @@
+"""The leaderboard's web pages: rendered by ``greenbench serve`` (at ``/``) and written by
+``leaderboard --html DIR`` (the same pages, static, for GitHub Pages or any file host).
+
+Terms:
+    view: what one index page shows: a page number, a sort key, filters (:data:`~greenbench.leaderboard.FILTERS`)
+        and whether the trusted rows or the ones signed by unknown keys are listed. It is all in the query
+        string (``/?page=2&sort=-tokens_per_s&backend=cuda``), so the table sorts, filters and pages
+        without JavaScript, and every view has a link.
+    links: where a page points: the server's routes (:class:`ServerLinks`) or the static files
+        (:class:`StaticLinks`: ``index.html``, ``page-N.html``, ``group-<digest>.html``,
+        ``result/<cid>.html``, with the raw envelope block, a CAR of it and the profile beside it).
+    charts: per work group, J/token against tokens/s (batch sweeps drawn as lines, one energy method
+        each, through :func:`greenbench.sweep.curve`) and J/token by backend; SVG drawn here
+        (:mod:`.svg`), nothing loaded from another host.
+
+Templates (Jinja2, ``templates/``) escape every value by default: a profile called ``<script>`` is shown,
+never run. Pages send a Content-Security-Policy that allows no script and no other origin at all.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+from urllib.parse import urlencode
+
+from greenbench.leaderboard import FILTERS, LANE_LABEL, SORT_KEYS, Board
+from greenbench.leaderboard import svg
+from greenbench.leaderboard.units import si
+
+__all__ = ["View", "ServerLinks", "StaticLinks", "parse_view", "ordered_rows", "index_page", "result_page",
+           "result_context", "write_site", "PAGE_SIZE", "CSP", "Facets", "charts_for"]
+
+PAGE_SIZE = 50
+#: Points per lane a chart draws at most (the best by rank); a note under the chart says so.
+CHART_POINTS = 400
+#: The pages need nothing but themselves: no script, no other origin (images, fonts, styles all inline).
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+
+_ENV = None
+
+
+def _env():
+    global _ENV
+    if _ENV is None:
+        import jinja2
+
+        _ENV = jinja2.Environment(
+            loader=jinja2.PackageLoader("greenbench.leaderboard", "templates"),
+            autoescape=True,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            undefined=jinja2.StrictUndefined,
+        )
+        _ENV.filters["si"] = si
+        _ENV.globals["LANE_LABEL"] = LANE_LABEL
+    return _ENV
+
+
+# --------------------------------------------------------------------------- views
+
+
+@dataclass(frozen=True)
+class View:
+    """One index page (module docstring)."""
+
+    page: int = 1
+    sort: str = "rank"
+    filters: tuple[tuple[str, str], ...] = ()
+    untrusted: bool = False
+
+    def params(self, **change: Any) -> dict[str, str]:
+        """This view's query parameters, with ``change`` applied (None removes one)."""
+        out: dict[str, Any] = dict(self.filters)
+        if self.sort != "rank":
+            out["sort"] = self.sort
+        if self.untrusted:
+            out["view"] = "untrusted"
+        if self.page != 1:
+            out["page"] = str(self.page)
+        for k, v in change.items():
+            if v is None or v == "":
+                out.pop(k, None)
+            else:
+                out[k] = str(v)
+        if out.get("page") == "1":
+            out.pop("page")
+        if out.get("sort") == "rank":
+            out.pop("sort")
+        return out
+
+    @property
+    def filter_dict(self) -> dict[str, str]:
+        return dict(self.filters)
+
+
+def parse_view(params: Mapping[str, str]) -> View:
+    """A :class:`View` from query parameters.
+
+    Raises:
+        ValueError: an unknown sort key or a page that is not a positive integer (the server answers 400).
+    """
+    sort = params.get("sort") or "rank"
+    if sort.lstrip("-") not in SORT_KEYS:
+        raise ValueError(f"cannot sort by {sort!r}: use one of {', '.join(SORT_KEYS)} (prefix - for descending)")
+    raw = params.get("page") or "1"
+    if not raw.isdigit() or int(raw) < 1 or len(raw) > 9:
+        raise ValueError(f"page must be a positive integer, got {raw[:20]!r}")
+    view = params.get("view") or ""
+    if view not in ("", "untrusted"):
+        raise ValueError("view must be 'untrusted' or absent")
+    filters = tuple(sorted((k, params[k]) for k in FILTERS if params.get(k)))
+    return View(int(raw), sort, filters, view == "untrusted")
+
+
+def _key(name: str):
+    def key(r: dict):
+        v = r.get(name)
+        return (v is None, v if v is not None else 0)
+
+    return key
+
+
+def ordered_rows(board: Board, view: View) -> list[dict]:
+    """The rows of ``view``: filtered, then sorted (``rank``: by group, lane and rank, as the board is)."""
+    from greenbench.leaderboard import _matches
+
+    rows = board.untrusted if view.untrusted else board.rows
+    wanted = view.filter_dict
+    if wanted:
+        rows = [r for r in rows if _matches(r, wanted)]
+    name = view.sort.lstrip("-")
+    if name != "rank":
+        rows = sorted(rows, key=_key(name), reverse=view.sort.startswith("-"))
+        if view.sort.startswith("-"):  # None last either way
+            rows = [r for r in rows if r.get(name) is not None] + [r for r in rows if r.get(name) is None]
+    elif view.sort.startswith("-"):
+        rows = list(reversed(rows))
+    return rows
+
+
+# --------------------------------------------------------------------------- links
+
+
+class ServerLinks:
+    """Links of ``greenbench serve``."""
+
+    static = False
+    root = ""
+
+    def index(self, current: View, **change: Any) -> str:
+        q = urlencode(current.params(**change))
+        return "/" + (f"?{q}" if q else "")
+
+    def result(self, cid: str) -> str:
+        return f"/result/{cid}"
+
+    def raw(self, cid: str) -> str:
+        return f"/ipfs/{cid}?format=raw"
+
+    def car(self, cid: str) -> str:
+        return f"/ipfs/{cid}?format=car"
+
+    def profile(self, cid: str) -> str:
+        return f"/result/{cid}/profile.toml"
+
+    def group(self, current: View, group: str) -> str:
+        return self.index(current, group=group, page=None)
+
+    def home(self) -> str:
+        return "/"
+
+
+class StaticLinks(ServerLinks):
+    """Links of the static site written by ``leaderboard --html DIR`` (relative, so it can live anywhere)."""
+
+    static = True
+
+    def __init__(self, depth: int = 0):
+        self.root = "../" * depth
+
+    def index(self, current: View, **change: Any) -> str:
+        page = int(current.params(**change).get("page", "1"))
+        return self.root + ("index.html" if page == 1 else f"page-{page}.html")
+
+    def result(self, cid: str) -> str:
+        return f"{self.root}result/{cid}.html"
+
+    def raw(self, cid: str) -> str:
+        return f"{self.root}result/{cid}.dag-json"
+
+    def car(self, cid: str) -> str:
+        return f"{self.root}result/{cid}.car"
+
+    def profile(self, cid: str) -> str:
+        return f"{self.root}result/{cid}.profile.toml"
+
+    def group(self, current: View, group: str) -> str:
+        return f"{self.root}group-{_group_file(group)}.html"
+
+    def home(self) -> str:
+        return self.root + "index.html"
+
+
+def _group_file(group: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in group)
+
+
+# --------------------------------------------------------------------------- facets and charts
+
+
+@dataclass
+class Facets:
+    """The values each filter can take (with how many trusted rows have them), for the filter form."""
+
+    values: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, board: Board) -> "Facets":
+        counts: dict[str, dict[str, int]] = {k: {} for k in FILTERS}
+        for r in board.rows + board.untrusted:
+            for k in FILTERS:
+                vals = r["signers"] if k == "signer" else [r["lane"] if k == "method" else r.get(k)]
+                for v in vals:
+                    if v is not None and v != "":
+                        counts[k][v] = counts[k].get(v, 0) + 1
+        return cls({k: sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))[:500] for k, c in counts.items()})
+
+
+def _sweep_docs(rows: list[dict]) -> list[dict]:
+    """Rows in the shape :func:`greenbench.sweep.curve` reads (a result document's paths)."""
+    return [{"workload": {"batch_size": r["batch_size"]}, "energy": {"method": r["lane"]}, "_row": r,
+             "metrics": {"ttft_s": r["ttft_s"], "decode": {"j_per_token": r["j_per_token"],
+                                                            "tokens_per_s": r["tokens_per_s"]}}} for r in rows]
+
+
+def charts_for(board: Board, group: str | None, links) -> dict:
+    """The charts of one work group (the most populated one when ``group`` is None): ``{"group", "scatter",
+    "strip"}`` (SVG text), or ``{}`` when there are no trusted rows."""
+    from greenbench.sweep import curve
+
+    if not board.rows:
+        return {}
+    by_group = board.groups()
+    if group is None or group not in by_group:
+        group = max(by_group, key=lambda g: (len(by_group[g]), g))
+    rows = by_group[group]
+    shown, left_out = [], 0
+    for lane in ("counter", "estimate", "simulated"):
+        mine = [r for r in rows if r["lane"] == lane and r["j_per_token"] is not None]
+        shown += mine[:CHART_POINTS]
+        left_out += max(0, len(mine) - CHART_POINTS)
+    note = f"best {CHART_POINTS} per energy method shown ({left_out} more in the table)" if left_out else ""
+    label = lambda r: f"#{r['rank'] or '-'} {r['profile'] or ''} on {r['backend'] or '?'}, {r['hardware'] or '?'}"  # noqa: E731
+    points = [{"x": r["tokens_per_s"], "y": r["j_per_token"], "lane": r["lane"], "label": label(r),
+               "href": links.result(r["cid"])} for r in shown]
+    # batch sweeps: every point of the same sweep run (same sweep digest, energy method, hardware and signer),
+    # across work groups (each batch size is other work), connected in batch order
+    lines: list[list[dict]] = []
+    sweeps = {(r["sweep"], r["lane"], r["hardware"], r["signer"]) for r in rows if r["sweep"]}
+    if sweeps:
+        members: dict[tuple, dict] = {}
+        for r in board.rows:
+            k = (r["sweep"], r["lane"], r["hardware"], r["signer"])
+            if k in sweeps and r["batch_size"] is not None:
+                members.setdefault(k, {})[r["batch_size"]] = r  # the latest stored run of each size
+        for k in sorted(members, key=str):
+            docs = [members[k][b] for b in sorted(members[k])]
+            pts = curve(_sweep_docs(docs))
+            lines.append([{"x": p["tokens_per_s"], "y": p["j_per_token"], "lane": p["method"]} for p in pts])
+        if lines:
+            note = (note + "; " if note else "") + "dashed: a batch sweep (each batch size is other work)"
+    title = f"J/token against tokens/s ({rows[0]['profile'] or 'work'} {group[:19]}…)"
+    strip_pts = [{"category": r["backend"], "y": r["j_per_token"], "lane": r["lane"], "label": label(r),
+                  "href": links.result(r["cid"])} for r in shown]
+    return {
+        "group": group,
+        "scatter": svg.scatter(points, title, lines, note),
+        "strip": svg.strip(strip_pts, "J/token by backend (measured, estimated and simulated apart)", note),
+    }
+
+
+# --------------------------------------------------------------------------- pages
+
+
+def _pager(view: View, total: int, links) -> dict:
+    pages = max(1, -(-total // PAGE_SIZE))
+    page = min(view.page, pages)
+    near = sorted({1, pages, *range(max(1, page - 3), min(pages, page + 3) + 1)})
+    return {
+        "page": page, "pages": pages, "total": total,
+        "first": (page - 1) * PAGE_SIZE + 1 if total else 0, "last": min(total, page * PAGE_SIZE),
+        "links": [(n, links.index(view, page=n)) for n in near],
+        "prev": links.index(view, page=page - 1) if page > 1 else None,
+        "next": links.index(view, page=page + 1) if page < pages else None,
+    }
+
+
+def index_page(board: Board, view: View, links, *, trust_source: str, facets: Facets | None = None,
+               charts: dict | None = None, rows: list[dict] | None = None) -> str:
+    """The leaderboard page of ``view`` (module docstring)."""
+    rows = ordered_rows(board, view) if rows is None else rows
+    pager = _pager(view, len(rows), links)
+    page_rows = rows[(pager["page"] - 1) * PAGE_SIZE: pager["page"] * PAGE_SIZE]
+    columns = [("rank", "#"), ("method", "method"), ("profile", "profile"), (None, "work"), ("backend", "backend"),
+               ("hardware", "hardware"), ("j_per_token", "J/token"), ("tokens_per_s", "tokens/s"), ("ttft_s", "TTFT"),
+               ("g_co2e_per_1k_tokens", "g CO2e / 1k tok"), ("region", "region"), ("created", "date"), (None, "flags"),
+               (None, "signed by")]
+    heads = []
+    for key, label in columns:
+        if key is None or links.static:
+            heads.append({"label": label, "href": None, "mark": ""})
+            continue
+        current = view.sort.lstrip("-") == key
+        desc = view.sort.startswith("-")
+        target = f"-{key}" if current and not desc else key
+        heads.append({"label": label, "href": links.index(view, sort=target, page=None),
+                      "mark": (" ▼" if desc else " ▲") if current else "", "key": key})
+    return _env().get_template("index.html.j2").render(
+        board=board, view=view, links=links, rows=page_rows, pager=pager, heads=heads, charts=charts or {},
+        facets=facets or Facets.of(board), trust_source=trust_source, filters=dict(view.filters),
+        FILTERS=FILTERS, SORT_KEYS=SORT_KEYS,
+    )
+
+
+def _envelope_parts(block: bytes) -> tuple[dict, dict, list[str]]:
+    """``(envelope, result document, signers)`` of a stored envelope block, verified again."""
+    from greenbench import signing
+    from greenbench.store import dagjson
+
+    env = dagjson.decode(block)
+    verified = signing.verify_envelope(env)
+    return env, verified.result, list(verified.signers)
+
+
+def profile_toml(doc: dict) -> str:
+    """The resolved profile of a result as TOML, to run the same work again (``greenbench run FILE``)."""
+    resolved = (doc.get("profile") or {}).get("resolved")
+    if not isinstance(resolved, dict):
+        return "# this result does not carry its resolved profile (made by an older greenbench)\n"
+
+    def value(v: Any) -> str | None:
+        if v is None:
+            return None
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return json.dumps(v)
+        if isinstance(v, str):
+            return json.dumps(v, ensure_ascii=False)
+        if isinstance(v, list):
+            parts = [value(x) for x in v]
+            return None if any(p is None for p in parts) else "[" + ", ".join(parts) + "]"
+        return None
+
+    head = [f"# profile of result {doc.get('profile', {}).get('name', '?')} ({doc.get('profile', {}).get('digest', '?')})",
+            "# run the same work again: greenbench run THIS_FILE"]
+    body: list[str] = []
+    for k, v in resolved.items():
+        if not isinstance(v, dict) and value(v) is not None:
+            body.append(f"{k} = {value(v)}")
+    for section, table in resolved.items():
+        if isinstance(table, dict):
+            lines = [f"{k} = {value(v)}" for k, v in table.items() if value(v) is not None]
+            if lines:
+                body += ["", f"[{section}]"] + lines
+    return "\n".join(head + body) + "\n"
+
+
+def result_context(cid: str, block: bytes, row: dict | None) -> dict:
+    """What the result page shows (see the template), from the stored envelope block."""
+    from greenbench.errors import GreenbenchError
+
+    env, doc, signers = _envelope_parts(block)
+    m = doc.get("metrics") if isinstance(doc.get("metrics"), dict) else {}
+    phases = []
+    for name in ("prefill", "decode", "train", "block"):
+        p = m.get(name)
+        if isinstance(p, dict):
+            phases.append({"name": name, **{k: p.get(k) for k in (
+                "j_per_token", "j_per_token_iqr", "tokens_per_s", "duration_s", "window_s", "inner_repeats",
+                "below_resolution", "energy_j")}})
+    samples = {name: [v for v in (m.get(name) or {}).get("j_per_token_samples") or [] if isinstance(v, (int, float))]
+               for name in ("prefill", "decode", "train", "block") if isinstance(m.get(name), dict)}
+    energy = doc.get("energy") if isinstance(doc.get("energy"), dict) else {}
+    meters = [x for x in energy.get("meters") or [] if isinstance(x, dict)]
+    try:
+        from greenbench.carbon import scenarios
+
+        carbon_rows, carbon_error = scenarios(doc), None
+    except (GreenbenchError, ValueError, TypeError, KeyError) as exc:
+        carbon_rows, carbon_error = [], getattr(exc, "message", str(exc))
+    env_doc = doc.get("environment") if isinstance(doc.get("environment"), dict) else {}
+    return {
+        "cid": cid, "doc": doc, "row": row, "signers": signers, "phases": phases, "meters": meters,
+        "energy": energy, "carbon": doc.get("carbon") if isinstance(doc.get("carbon"), dict) else {},
+        "scenarios": carbon_rows, "carbon_error": carbon_error, "environment": env_doc,
+        "repeats_chart": svg.series(samples, "J/token per repeat"),
+        "warnings": [w for w in doc.get("warnings") or [] if isinstance(w, str)],
+        "profile_toml": profile_toml(doc), "payload_type": env.get("payloadType"),
+        "libraries": env_doc.get("libraries") if isinstance(env_doc.get("libraries"), dict) else {},
+    }
+
+
+def result_page(cid: str, block: bytes, row: dict | None, links) -> str:
+    """The page of one result: phases, energy by meter, J/token per repeat, carbon scenarios, provenance."""
+    return _env().get_template("result.html.j2").render(links=links, **result_context(cid, block, row))
+
+
+# --------------------------------------------------------------------------- static site
+
+
+def write_site(board: Board, dest: str | os.PathLike, get_block: Callable[[str], bytes], *, trust_source: str) -> int:
+    """Write the pages statically into ``dest`` (module docstring); returns how many pages were written.
+
+    Raises:
+        GreenbenchError: ``dest`` cannot be written.
+    """
+    from greenbench.errors import GreenbenchError
+    from greenbench.fsutil import atomic_write_many
+    from greenbench.store.car import write_car
+    from greenbench.store.cid import CID
+
+    dest = Path(dest)
+    try:
+        (dest / "result").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GreenbenchError(f"cannot write into {dest}: {exc.strerror or exc}", "choose a directory you can write to") from None
+    files: list[tuple[Path, bytes]] = []
+    facets = Facets.of(board)
+    top = StaticLinks(0)
+    default = View()
+    charts = charts_for(board, None, top)
+    rows = ordered_rows(board, default)
+    pages = max(1, -(-len(rows) // PAGE_SIZE))
+    for n in range(1, pages + 1):
+        view = View(page=n)
+        files.append((dest / ("index.html" if n == 1 else f"page-{n}.html"),
+                      index_page(board, view, top, trust_source=trust_source, facets=facets, charts=charts,
+                                 rows=rows).encode()))
+    for group, grows in board.groups().items():
+        view = View(filters=(("group", group),))
+        files.append((dest / f"group-{_group_file(group)}.html",
+                      index_page(board, view, top, trust_source=trust_source, facets=facets,
+                                 charts=charts_for(board, group, top), rows=grows).encode()))
+    deep = StaticLinks(1)
+    for row in board.rows + board.untrusted:
+        cid = row["cid"]
+        block = get_block(cid)
+        files.append((dest / "result" / f"{cid}.html", result_page(cid, block, row, deep).encode()))
+        files.append((dest / "result" / f"{cid}.dag-json", block))
+        buf = io.BytesIO()
+        parsed = CID.decode(cid)
+        write_car(buf, [parsed], [(parsed, block)])
+        files.append((dest / "result" / f"{cid}.car", buf.getvalue()))
+        _, doc, _ = _envelope_parts(block)
+        files.append((dest / "result" / f"{cid}.profile.toml", profile_toml(doc).encode()))
+        if len(files) >= 2000:
+            atomic_write_many(files)
+            files = []
+    atomic_write_many(files)
+    return pages + len(board.groups()) + len(board.rows) + len(board.untrusted)
