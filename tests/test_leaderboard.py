@@ -311,3 +311,27 @@ def test_bad_options(published):
     assert res.exit_code == 2 and "Traceback" not in res.output
     res = runner.invoke(app, ["leaderboard", "--store", str(published), "--json", "--csv"])
     assert res.exit_code == 2
+
+
+def test_store_verify_rechecks_signatures_of_results_stored_before_strict_checks(tmp_path):
+    """A store filled by an older greenbench may hold the identity-key forgery: `store verify` finds it, and
+    the leaderboard (extracting the old rows again) skips it."""
+    import base64
+
+    identity = (1).to_bytes(32, "little")
+    payload = signing.statement_bytes(doc(1e-15), "r.json")[0]
+    forged = {"payload": base64.b64encode(payload).decode(), "payloadType": signing.PAYLOAD_TYPE,
+              "signatures": [{"keyid": signing.did_key(identity), "sig": base64.b64encode(identity + bytes(32)).decode()}]}
+    store = LocalStore(tmp_path / "st")
+    cid, block = publish.envelope_block(forged)
+    store.put_verified(cid, block)
+    store.index_result(cid, {"signer": signing.did_key(identity), "profile": "t"})  # as an older greenbench did
+    runner = CliRunner()
+    res = runner.invoke(app, ["store", "verify", "--store", str(tmp_path / "st"), "--json"])
+    assert res.exit_code == 1, res.output
+    out = json.loads(res.stdout)
+    assert out["results_checked"] == 1 and out["results_bad"][0]["cid"] == str(cid)
+    assert "small order" in out["results_bad"][0]["reason"]
+    res = runner.invoke(app, ["leaderboard", "--store", str(tmp_path / "st"), "--json"])
+    lb = json.loads(res.stdout)
+    assert lb["rows"] == [] and lb["untrusted"] == [] and "small order" in lb["skipped"][0]["reason"]

@@ -222,31 +222,43 @@ def verify_cmd(
     repair: bool = typer.Option(False, "--repair", help="Drop every bad copy, so storing the data again heals it."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Re-hash every block file and packed block; exit 1 if any is bad.
+    """Re-hash every block file and packed block, and verify every indexed result's signature again;
+    exit 1 if anything is bad.
 
     With --repair the bad copies are dropped: the blocks then read as missing, and `store put`, `store
-    car import` or a server upload of the same data writes good copies.
+    car import` or a server upload of the same data writes good copies. A result whose envelope no longer
+    verifies is marked in the index, and the leaderboard lists it as skipped until it verifies again.
     """
     from greenbench.cli import render
     from greenbench.errors import VerificationError
+    from greenbench.publish import verify_results
     from greenbench.store.local import open_store
 
     from contextlib import ExitStack
 
     st = open_store(store)
-    with ExitStack() as stack:
+
+    def progress_bar(stack, what: str):
         state = {"done": 0}
 
         def progress(done: int, total: int) -> None:
             if "advance" not in state:
                 if total < VERIFY_PROGRESS_MIN:
                     return
-                state["advance"] = stack.enter_context(render.progress("verifying blocks", total))
+                state["advance"] = stack.enter_context(render.progress(what, total))
             state["advance"](done - state["done"])
             state["done"] = done
 
-        report = st.verify(repair=repair, progress=progress)
+        return progress
+
+    with ExitStack() as stack:
+        report = st.verify(repair=repair, progress=progress_bar(stack, "verifying blocks"))
+    with ExitStack() as stack:
+        results_bad = verify_results(st, progress=progress_bar(stack, "verifying result signatures"))
+    results_checked = len(st.index.result_verdicts())
     doc = report.to_json()
+    doc["results_checked"] = results_checked
+    doc["results_bad"] = results_bad
     if as_json:
         from greenbench.canonical import canonical_bytes
 
@@ -258,12 +270,21 @@ def verify_cmd(
             ("bytes re-hashed", report.bytes),
             ("bad copies", len(report.bad)),
             ("unverifiable (unknown hash function)", report.unverifiable),
+            ("result signatures verified again", results_checked),
+            ("results that do not verify", len(results_bad)),
         ]
         if repair:
             rows.append(("bad copies dropped", report.repaired))
         render.table(f"store {st.root}", ["check", "count"], rows)
         if report.bad:
             render.table("bad copies", ["CID", "where", "problem"], [(b["cid"], b["where"], b["problem"]) for b in report.bad])
+        if results_bad:
+            render.table("results that do not verify (left off the leaderboard)",
+                         [("CID", "left", "keep"), "problem"], [(b["cid"], b["reason"]) for b in results_bad],
+                         overflow="fold")
+    if results_bad and not report.bad:
+        raise VerificationError(f"{len(results_bad)} indexed result(s) in {st.root} do not verify",
+                                "store each again from a good copy (greenbench publish FILE)")
     if report.bad:
         raise VerificationError(
             f"{len(report.bad)} damaged block copie(s) in {st.root}" + (f"; {report.repaired} dropped" if repair else ""),
