@@ -144,10 +144,11 @@ def board_record(verified) -> dict:
     """The leaderboard's columns of a verified envelope (:func:`greenbench.leaderboard.fields.record`),
     with the extractor's version and the verdict: ``ok``, or ``malformed: why`` for a validly signed
     result the leaderboard cannot rank (it is listed as skipped, with that reason)."""
-    from greenbench.leaderboard.fields import FIELDS_VERSION, Malformed, record
+    from greenbench.leaderboard.fields import FIELDS_VERSION, Malformed, record, static_json
 
     try:
         board = record(verified.result, signers=verified.signers or (verified.signer,), sha256=verified.sha256)
+        board["static"] = static_json(board)
         board["verdict"] = "ok"
     except Malformed as exc:
         board = {"sha256": verified.sha256, "signers": list(verified.signers or (verified.signer,)),
@@ -629,7 +630,7 @@ def refresh_index(store) -> int:
     written is left as it is (0)."""
     from greenbench.leaderboard.fields import FIELDS_VERSION
 
-    _, stale = store.board_rows(FIELDS_VERSION)
+    stale = store.stale_results(FIELDS_VERSION)
     if not stale:
         return 0
     items = []

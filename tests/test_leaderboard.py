@@ -335,3 +335,44 @@ def test_store_verify_rechecks_signatures_of_results_stored_before_strict_checks
     res = runner.invoke(app, ["leaderboard", "--store", str(tmp_path / "st"), "--json"])
     lb = json.loads(res.stdout)
     assert lb["rows"] == [] and lb["untrusted"] == [] and "small order" in lb["skipped"][0]["reason"]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_index_path_and_the_json_writer_agree_with_the_records(tmp_path, seed):
+    """The same results ranked from record dicts (as `--from URL` does), from the store's index rows, and
+    written as JSON straight from the index (`leaderboard --json`): one board, duplicates, partial results,
+    rows without a value, several signers, filters and trusted_only included."""
+    import random
+
+    from greenbench.leaderboard.fields import FIELDS_VERSION, static_json
+    from greenbench.leaderboard import query
+    from greenbench.leaderboard.query import board_json
+
+    rng = random.Random(seed)
+    store = LocalStore(tmp_path / "st")
+    items, docs = [], []
+    for i in range(120):
+        clean = seed >= 3  # one envelope per result, one signer each: leaderboard.query's SQLite-sorted path
+        if docs and rng.random() < 0.15 and not clean:
+            d = rng.choice(docs)  # the same result again, maybe by other signers
+        else:
+            d = doc(rng.choice([None, 0.5, rng.random()]), rng.choice(["counter", "estimate", "simulated"]),
+                    work=rng.choice(["sha256:" + c * 64 for c in "abc"]), backend=rng.choice(["cpu", "cuda"]),
+                    created=rng.choice([f"2026-01-{1 + i % 28:02d}T00:00:00Z", None]), partial=rng.random() < 0.1,
+                    environment__os=f"os {i}")  # no two alike by chance
+            docs.append(d)
+        signers = rng.sample(DIDS, 1 if clean else rng.randint(1, 3))
+        board = record(d, signers=signers, sha256=signing.statement_bytes(d, "r.json")[1])
+        board.update(static=static_json(board), verdict="ok" if rng.random() > 0.05 else "malformed: x",
+                     fields=FIELDS_VERSION)
+        items.append((f"bafy{seed}x{i:04d}", {"board": board}))
+    boards = [(cid, info["board"]) for cid, info in items]
+    store.index.index_results(items)  # index rows only: the board is a query, no block is read
+    for trust in ({DIDS[0]}, {DIDS[1], DIDS[2]}, set()):
+        for options in ({}, {"trusted_only": True}, {"include_partial": True}, {"filters": {"backend": "cuda"}},
+                        {"filters": {"signer": DIDS[2], "method": "counter"}}):
+            ref = build([dict(b, cid=c) for c, b in boards], trust, **options).to_json()
+            assert from_store(store, trust, **options).to_json() == ref, (trust, options)
+            assert json.loads(board_json(store, trust, **options)) == json.loads(json.dumps(ref)), (trust, options)
+    fast = query._sorted_by_sqlite(store, {DIDS[0]}, False, False)
+    assert (fast is not None) == (seed >= 3)

@@ -61,6 +61,15 @@ def leaderboard(
 
         st = open_store(store)
         refresh_index(st)
+        if json_out and not html:  # straight from the index's query, without building the rows here
+            import sys
+
+            from greenbench.leaderboard.query import board_json
+
+            board_json(st, policy, write=sys.stdout.buffer.write, **options)
+            sys.stdout.buffer.write(b"\n")
+            sys.stdout.flush()
+            return
         board = lb.from_store(st, policy, **options)
         source = st.get_block
     if html:

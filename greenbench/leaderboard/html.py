@@ -31,12 +31,12 @@ from greenbench.leaderboard import FILTERS, LANE_LABEL, SORT_KEYS, Board
 from greenbench.leaderboard import svg
 from greenbench.leaderboard.units import si
 
-__all__ = ["View", "ServerLinks", "StaticLinks", "parse_view", "ordered_rows", "index_page", "result_page",
+__all__ = ["View", "ServerLinks", "StaticLinks", "Orders", "parse_view", "ordered_rows", "sorted_by", "index_page", "result_page",
            "result_context", "write_site", "PAGE_SIZE", "CSP", "Facets", "charts_for"]
 
 PAGE_SIZE = 50
 #: Points per lane a chart draws at most (the best by rank); a note under the chart says so.
-CHART_POINTS = 400
+CHART_POINTS = 150
 #: The pages need nothing but themselves: no script, no other origin (images, fonts, styles all inline).
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 
@@ -116,30 +116,106 @@ def parse_view(params: Mapping[str, str]) -> View:
     return View(int(raw), sort, filters, view == "untrusted")
 
 
-def _key(name: str):
-    def key(r: dict):
-        v = r.get(name)
-        return (v is None, v if v is not None else 0)
+def _column(name: str):
+    """A fast reader of one field of a :class:`~greenbench.leaderboard.Row` (the board's columns by index)."""
+    from greenbench.leaderboard import _AT
 
-    return key
+    at = _AT.get({"method": "lane"}.get(name, name))
+    if at is None:
+        return lambda r: r.get(name)
+    get = list.__getitem__
+    return lambda r: get(r, at)
 
 
-def ordered_rows(board: Board, view: View) -> list[dict]:
-    """The rows of ``view``: filtered, then sorted (``rank``: by group, lane and rank, as the board is)."""
-    from greenbench.leaderboard import _matches
+def _filtered(rows: list, wanted: dict[str, str]) -> list:
+    from greenbench.leaderboard import _AT, _SIGNERS
 
-    rows = board.untrusted if view.untrusted else board.rows
-    wanted = view.filter_dict
-    if wanted:
-        rows = [r for r in rows if _matches(r, wanted)]
-    name = view.sort.lstrip("-")
-    if name != "rank":
-        rows = sorted(rows, key=_key(name), reverse=view.sort.startswith("-"))
-        if view.sort.startswith("-"):  # None last either way
-            rows = [r for r in rows if r.get(name) is not None] + [r for r in rows if r.get(name) is None]
-    elif view.sort.startswith("-"):
-        rows = list(reversed(rows))
+    get = list.__getitem__
+    for key, value in wanted.items():
+        if key == "signer":
+            rows = [r for r in rows if value in get(r, _SIGNERS)]
+        else:
+            at = _AT.get({"method": "lane"}.get(key, key))
+            rows = [r for r in rows if get(r, at) == value] if at is not None else [r for r in rows if r.get(key) == value]
     return rows
+
+
+def _order(columns: list, n: int, sort: str) -> list[int]:
+    """Positions ``0..n-1`` sorted by ``sort`` over column tuples (``zip(*rows)``): rows without a value
+    last either way, equal values in board order. The values are read once; the positions are sorted by
+    them (no Python call per comparison)."""
+    from greenbench.leaderboard import _AT
+
+    name = sort.lstrip("-")
+    desc = sort.startswith("-")
+    if name == "rank":
+        return list(range(n - 1, -1, -1)) if desc else list(range(n))
+    values = columns[_AT[{"method": "lane"}.get(name, name)]]
+    known = [i for i in range(n) if values[i] is not None]
+    known.sort(key=values.__getitem__, reverse=desc)
+    return known + [i for i in range(n) if values[i] is None]
+
+
+def sorted_by(rows: list, sort: str) -> list:
+    """``rows`` (:class:`~greenbench.leaderboard.Row`) sorted by ``sort`` (a
+    :data:`~greenbench.leaderboard.SORT_KEYS` name, ``-`` for descending; ``rank``: the board's own order),
+    rows without a value last either way, equal values in board order."""
+    if not rows:
+        return []
+    return [rows[i] for i in _order(list(zip(*rows)), len(rows), sort)]
+
+
+class Orders:
+    """One board's rows in each sort order, and its columns for filtering: made once per board (a server
+    keeps one), so that a page with any sort and filters never sorts the board again, and filters with one
+    pass over a column (no Python call per row)."""
+
+    def __init__(self, board: Board, warm: bool = True):
+        from greenbench.leaderboard import SORT_KEYS
+
+        self.board = board
+        self.columns = {False: list(zip(*board.rows)) if board.rows else [],
+                        True: list(zip(*board.untrusted)) if board.untrusted else []}
+        self.sorted: dict[tuple[bool, str], list[int]] = {}
+        if warm:
+            for name in SORT_KEYS:
+                if name != "rank":
+                    self._positions(False, name)
+                    self._positions(False, "-" + name)
+
+    def _positions(self, untrusted: bool, sort: str) -> list[int]:
+        key = (untrusted, sort)
+        got = self.sorted.get(key)
+        if got is None:
+            rows = self.board.untrusted if untrusted else self.board.rows
+            got = self.sorted[key] = _order(self.columns[untrusted], len(rows), sort)
+        return got
+
+    def rows(self, view: View) -> list:
+        """The rows of ``view``: sorted (:func:`sorted_by`), then filtered."""
+        from greenbench.leaderboard import _AT, _SIGNERS
+
+        rows = self.board.untrusted if view.untrusted else self.board.rows
+        if not rows:
+            return []
+        positions = self._positions(view.untrusted, view.sort)
+        cols = self.columns[view.untrusted]
+        for key, value in view.filters:
+            if key == "signer":
+                col = cols[_SIGNERS]
+                positions = [i for i in positions if value in col[i]]
+            else:
+                col = cols[_AT[{"method": "lane"}.get(key, key)]]
+                positions = [i for i in positions if col[i] == value]
+        return [rows[i] for i in positions]
+
+
+def ordered_rows(board: Board, view: View) -> list:
+    """The rows of ``view``: sorted (:func:`sorted_by`), then filtered."""
+    rows = board.untrusted if view.untrusted else board.rows
+    got = rows if view.sort == "rank" else sorted_by(rows, view.sort)
+    wanted = view.filter_dict
+    return _filtered(got, wanted) if wanted else got
 
 
 # --------------------------------------------------------------------------- links
@@ -220,14 +296,25 @@ class Facets:
 
     @classmethod
     def of(cls, board: Board) -> "Facets":
-        counts: dict[str, dict[str, int]] = {k: {} for k in FILTERS}
-        for r in board.rows + board.untrusted:
-            for k in FILTERS:
-                vals = r["signers"] if k == "signer" else [r["lane"] if k == "method" else r.get(k)]
-                for v in vals:
-                    if v is not None and v != "":
-                        counts[k][v] = counts[k].get(v, 0) + 1
-        return cls({k: sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))[:500] for k, c in counts.items()})
+        from collections import Counter
+        from itertools import chain
+
+        from greenbench.leaderboard import _AT, _SIGNERS
+
+        rows = board.rows + board.untrusted
+        cols = list(zip(*rows)) if rows else []
+        out = {}
+        for k in FILTERS:
+            if not cols:
+                counts = Counter()
+            elif k == "signer":
+                counts = Counter(chain.from_iterable(cols[_SIGNERS]))
+            else:
+                counts = Counter(cols[_AT[{"method": "lane"}.get(k, k)]])
+            counts.pop(None, None)
+            counts.pop("", None)
+            out[k] = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:500]
+        return cls(out)
 
 
 def _sweep_docs(rows: list[dict]) -> list[dict]:
@@ -254,7 +341,7 @@ def charts_for(board: Board, group: str | None, links) -> dict:
         shown += mine[:CHART_POINTS]
         left_out += max(0, len(mine) - CHART_POINTS)
     note = f"best {CHART_POINTS} per energy method shown ({left_out} more in the table)" if left_out else ""
-    label = lambda r: f"#{r['rank'] or '-'} {r['profile'] or ''} on {r['backend'] or '?'}, {r['hardware'] or '?'}"  # noqa: E731
+    label = lambda r: f"#{r['rank'] or '-'} {r['backend'] or '?'}, {r['hardware'] or '?'}"  # noqa: E731
     points = [{"x": r["tokens_per_s"], "y": r["j_per_token"], "lane": r["lane"], "label": label(r),
                "href": links.result(r["cid"])} for r in shown]
     # batch sweeps: every point of the same sweep run (same sweep digest, energy method, hardware and signer),

@@ -25,8 +25,8 @@ Terms:
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
-import json
 import threading
 import time
 from collections import OrderedDict
@@ -90,7 +90,7 @@ async def leaderboard_redirect(request):
 def _board(store_root: str, trust, state):
     """The board of ``state`` and what pages derive from it (kept for the next request)."""
     from greenbench.leaderboard import from_store
-    from greenbench.leaderboard.html import Facets
+    from greenbench.leaderboard.html import Facets, Orders
     from greenbench.publish import refresh_index
     from greenbench.store.local import LocalStore
 
@@ -98,21 +98,23 @@ def _board(store_root: str, trust, state):
     with _BOARD_LOCK:
         if _BOARD.get("key") != key:
             _BOARD.clear()
+            gc.unfreeze()
             store = LocalStore(store_root)
             refresh_index(store)  # rows an older greenbench indexed: extracted (and verified) once
             board = from_store(store, trust)
+            # every sort order and filter value, once per board: a page then never sorts or scans the board
             _BOARD.update(key=key, board=board, facets=Facets.of(board), ordered=OrderedDict(), charts={},
-                          by_cid={r["cid"]: r for r in board.rows + board.untrusted}, store=store)
+                          by_cid={r["cid"]: r for r in board.rows + board.untrusted}, store=store,
+                          orders=Orders(board))
+            gc.freeze()  # the board is long-lived: keep the collector from walking it on every full collection
         return _BOARD
 
 
 def _ordered(cache: dict, view):
-    from greenbench.leaderboard.html import ordered_rows
-
     key = (view.sort, view.filters, view.untrusted)
     hit = cache["ordered"].get(key)
     if hit is None:
-        hit = ordered_rows(cache["board"], view)
+        hit = cache["orders"].rows(view)
         cache["ordered"][key] = hit
         while len(cache["ordered"]) > 64:
             cache["ordered"].popitem(last=False)
@@ -137,9 +139,11 @@ def render(store_root: str, trust, state, page: str, params: tuple) -> tuple[int
         if page == "index":
             view = pages_html.parse_view(q)
             group = view.filter_dict.get("group")
-            charts = cache["charts"].get(group)
-            if charts is None:
-                charts = cache["charts"][group] = pages_html.charts_for(board, group, links)
+            charts = None
+            if view.page == 1 and not view.untrusted:  # the charts head the first page of a view
+                charts = cache["charts"].get(group)
+                if charts is None:
+                    charts = cache["charts"][group] = pages_html.charts_for(board, group, links)
             body = pages_html.index_page(board, view, links, trust_source=trust.source, facets=cache["facets"],
                                          charts=charts, rows=_ordered(cache, view)).encode()
             media = "text/html; charset=utf-8"
@@ -148,12 +152,12 @@ def render(store_root: str, trust, state, page: str, params: tuple) -> tuple[int
             rows = _ordered(cache, view)
             untrusted = [] if q.get("trusted_only") in ("1", "true", "yes") else _ordered(
                 cache, pages_html.View(1, view.sort, view.filters, True))
-            doc = {"rows": rows, "untrusted": untrusted, "skipped": board.skipped}
             if "limit" in q or "offset" in q:
                 limit, offset = _count(q.get("limit", "100"), "limit", 10_000), _count(q.get("offset", "0"), "offset", None)
-                doc = {"rows": rows[offset:offset + limit], "untrusted": untrusted[:limit], "skipped": board.skipped[:limit],
-                       "total": len(rows), "limit": limit, "offset": offset}
-            body = json.dumps(doc, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+                body = board.json_bytes(rows[offset:offset + limit], untrusted[:limit], total=len(rows),
+                                        limit=limit, offset=offset)
+            else:
+                body = board.json_bytes(rows, untrusted)
             media = "application/json"
         else:
             cid = q["cid"]

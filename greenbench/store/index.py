@@ -3,13 +3,16 @@
 Terms:
     packed: one row per block kept in a pack: multihash -> pack name, offset, length.
     results: one row per indexed result CID with its signer, profile, backend, hardware and headline
-        metrics, for fast queries without reading blocks (the whole ``info`` dict is kept as JSON); and,
-        given ``info["board"]``, the leaderboard's columns (:data:`BOARD_COLUMNS`): the signers, the
-        verdict reached when the envelope was verified on the way in, and every field the leaderboard
-        ranks, filters and shows, so that a leaderboard is one query (the layer above decides what they
-        hold: :mod:`greenbench.leaderboard.fields`).
-    meta: counters; ``results`` counts the writes to the results table, so that a change that adds no row
-        (a verdict recorded by ``store verify``) still changes :meth:`Index.result_state`.
+        metrics, for fast queries without reading blocks (the whole ``info`` dict is kept as JSON).
+    board: given ``info["board"]``, one row per indexed result with the leaderboard's columns
+        (:data:`BOARD_COLUMNS`): the verdict reached when the envelope was verified on the way in, the
+        signers, the fields the leaderboard ranks, filters and sorts by, and the rest as the layer above's
+        static JSON text (:mod:`greenbench.leaderboard.fields`), so that a leaderboard is one query. A
+        table of its own, narrow, so that reading 100,000 of its rows never reads ``info``; its index
+        ``board_order`` keeps the leaderboard's order (work, lane, ranked first, J/token, date, CID), so that
+        reading a board in order needs no sort.
+    meta: counters; ``results`` counts the writes to the results and board tables, so that a change that
+        adds no row (a verdict recorded by ``store verify``) still changes :meth:`Index.result_state`.
     pins: CIDs the user asked to keep: ``store gc --unpinned`` keeps every block reachable from a pin
         (recursive) or the pinned block itself (direct), as Kubo's pin set does.
     reader: a read-only connection (``mode=ro``; ``immutable=1`` where even the WAL's shared-memory file
@@ -33,7 +36,7 @@ from urllib.parse import quote
 
 from greenbench.errors import StoreError
 
-__all__ = ["Index", "INDEX_HINT", "MAX_QUERY_INT", "BOARD_COLUMNS", "BOARD_KEYS"]
+__all__ = ["Index", "INDEX_HINT", "MAX_QUERY_INT", "BOARD_COLUMNS", "BOARD_SELECT"]
 
 _SQLITE_TIMEOUT_S = 30.0
 INDEX_HINT = (
@@ -61,12 +64,18 @@ CREATE TABLE IF NOT EXISTS results (
     created TEXT,
     j_per_token REAL,
     tokens_per_s REAL,
-    info TEXT NOT NULL,
-    {board}
+    info TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS results_signer ON results (signer);
 CREATE INDEX IF NOT EXISTS results_profile ON results (profile, backend);
 CREATE INDEX IF NOT EXISTS results_created ON results (created);
+CREATE TABLE IF NOT EXISTS board (
+    {board}
+);
+CREATE UNIQUE INDEX IF NOT EXISTS board_cid ON board (cid);
+CREATE INDEX IF NOT EXISTS board_sha256 ON board (sha256);
+CREATE INDEX IF NOT EXISTS board_order ON board (fields, verdict, work, lane, (j_per_token IS NULL OR partial),
+    coalesce(j_per_token, 0), coalesce(created, ''), cid, partial);
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -80,39 +89,57 @@ CREATE TABLE IF NOT EXISTS pins (
 """
 
 
-#: The leaderboard's columns of the results table: (column, SQL type, key of ``info["board"]``). A list
-#: value (signers, GPU names) is kept as text joined by "\n"; a boolean as 0/1.
+#: The board table's columns: (column, SQL type, key of ``info["board"]``), small ones first and the static
+#: JSON last. A list (signers) is kept as text joined by "\n"; a boolean as 0/1.
 BOARD_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("cid", "TEXT NOT NULL", "cid"),
     ("fields", "INTEGER", "fields"),
     ("verdict", "TEXT", "verdict"),
     ("sha256", "TEXT", "sha256"),
     ("signers", "TEXT", "signers"),
     ("work", "TEXT", "group"),
-    ("group_basis", "TEXT", "group_basis"),
-    ("kind", "TEXT", "kind"),
     ("lane", "TEXT", "lane"),
-    ("profile_digest", "TEXT", "profile_digest"),
-    ("sweep", "TEXT", "sweep"),
-    ("batch_size", "INTEGER", "batch_size"),
+    ("partial", "INTEGER", "partial"),
+    ("j_per_token", "REAL", "j_per_token"),
+    ("created", "TEXT", "created"),
+    ("profile", "TEXT", "profile"),
+    ("backend", "TEXT", "backend"),
     ("hardware", "TEXT", "hardware"),
     ("region", "TEXT", "region"),
-    ("partial", "INTEGER", "partial"),
-    ("flagged", "INTEGER", "flagged"),
-    ("metric", "TEXT", "metric"),
-    ("below_resolution", "INTEGER", "below_resolution"),
-    ("prefill_j_per_token", "REAL", "prefill_j_per_token"),
-    ("decode_j_per_token", "REAL", "decode_j_per_token"),
-    ("train_j_per_token", "REAL", "train_j_per_token"),
-    ("prefill_tokens_per_s", "REAL", "prefill_tokens_per_s"),
+    ("kind", "TEXT", "kind"),
+    ("tokens_per_s", "REAL", "tokens_per_s"),
     ("ttft_s", "REAL", "ttft_s"),
-    ("energy_j", "REAL", "energy_j"),
     ("g_co2e_per_1k_tokens", "REAL", "g_co2e_per_1k_tokens"),
+    ("prefill_j_per_token", "REAL", "prefill_j_per_token"),
+    ("batch_size", "INTEGER", "batch_size"),
+    ("sweep", "TEXT", "sweep"),
+    ("static", "TEXT", "static"),
 )
-#: What :meth:`Index.board_rows` returns per row, in order: the result's CID, then these board keys (the
-#: legacy columns profile, backend, cpu_model, gpu_models, created, j_per_token and tokens_per_s hold the
-#: board's values of the same name when a board record was given).
-BOARD_KEYS: tuple[str, ...] = ("cid", "profile", "backend", "cpu_model", "gpu_models", "created", "j_per_token",
-                               "tokens_per_s") + tuple(key for _, _, key in BOARD_COLUMNS)
+#: The columns :meth:`Index.board_rows` returns per row, in this order.
+BOARD_SELECT: tuple[str, ...] = (
+    "cid", "sha256", "signers", "work", "lane", "partial", "j_per_token", "created", "verdict", "static", "profile",
+    "backend", "hardware", "region", "kind", "tokens_per_s", "ttft_s", "g_co2e_per_1k_tokens", "prefill_j_per_token",
+    "batch_size", "sweep",
+)
+
+
+def _bump(conn: sqlite3.Connection) -> None:
+    """Count a change of the results or board table (see :meth:`Index.result_state`)."""
+    conn.execute("INSERT INTO meta (key, value) VALUES ('results', 1) ON CONFLICT(key) DO UPDATE SET value = value + 1")
+
+
+def _board_value(value: Any, kind: str) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return "\n".join(str(v) for v in value)
+    if isinstance(value, bool):
+        return int(value)
+    if kind == "REAL":
+        return _number(value)
+    if kind == "INTEGER":
+        return value if isinstance(value, int) else None
+    return str(value)
 
 
 def _finite(value: Any) -> float:
@@ -164,31 +191,6 @@ def _has_table(conn: sqlite3.Connection, name: str) -> bool:
 def _bump(conn: sqlite3.Connection) -> None:
     """Count a change of the results table (see :meth:`Index.result_state`)."""
     conn.execute("INSERT INTO meta (key, value) VALUES ('results', 1) ON CONFLICT(key) DO UPDATE SET value = value + 1")
-
-
-def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
-    return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Give a results table made by an older greenbench the leaderboard's columns (their rows stay NULL
-    there until they are extracted again: see ``fields``), in one transaction, so writers opening the
-    index at once do not add a column twice."""
-    if {name for name, _, _ in BOARD_COLUMNS} <= _columns(conn, "results"):
-        conn.execute("CREATE INDEX IF NOT EXISTS results_sha256 ON results (sha256)")
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        have = _columns(conn, "results")
-        for name, kind, _ in BOARD_COLUMNS:
-            if name not in have:
-                conn.execute(f"ALTER TABLE results ADD COLUMN {name} {kind}")
-        conn.execute("CREATE INDEX IF NOT EXISTS results_sha256 ON results (sha256)")
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
 
 
 def _text(value: Any) -> str | None:
@@ -274,7 +276,6 @@ class Index:
                     conn.close()
                     raise StoreError(f"cannot put the index {self.path} in WAL mode (got {mode})")
                 conn.executescript(_SCHEMA.replace("{board}", ",\n    ".join(f"{n} {t}" for n, t, _ in BOARD_COLUMNS)))
-                _migrate(conn)
                 break
             except sqlite3.OperationalError as exc:
                 if "locked" in str(exc) and time.monotonic() < deadline:
@@ -455,7 +456,8 @@ class Index:
     # --- results -----------------------------------------------------------------------------
 
     @staticmethod
-    def _result_row(cid: str, info: dict[str, Any]) -> tuple:
+    def _result_row(cid: str, info: dict[str, Any]) -> tuple[tuple, tuple | None]:
+        """The results row of ``info``, and its board row (None without ``info["board"]``)."""
         if not isinstance(info, dict):
             raise StoreError(f"result info for {cid} must be a dict, got {type(info).__name__}")
         board = info.get("board")
@@ -471,40 +473,38 @@ class Index:
             body = json.dumps(kept, sort_keys=True, allow_nan=False, default=str)
         except ValueError as exc:
             raise StoreError(f"result info for {cid} is not JSON: {exc}") from None
-        if board is None:
-            row = (
-                cid,
-                _text(kept.get("signer")),
-                _text(kept.get("profile")),
-                _text(kept.get("backend")),
-                _text(hardware.get("cpu_model")),
-                json.dumps(list(gpus)),
-                _text(kept.get("created")),
-                _number(metrics.get("j_per_token")),
-                _number(metrics.get("tokens_per_s")),
-                body,
-            )
-            return row + (None,) * len(BOARD_COLUMNS)
-        signers = board.get("signers") or []
         row = (
             cid,
-            _text(signers[0] if signers else kept.get("signer")),
-            _text(board.get("profile")),
-            _text(board.get("backend")),
-            _text(board.get("cpu_model")),
-            json.dumps(list(board.get("gpu_models") or [])),
-            _text(board.get("created")),
-            _number(board.get("j_per_token")),
-            _number(board.get("tokens_per_s")),
+            _text(kept.get("signer")),
+            _text(kept.get("profile")),
+            _text(kept.get("backend")),
+            _text(hardware.get("cpu_model")),
+            json.dumps(list(gpus)),
+            _text(kept.get("created")),
+            _number(metrics.get("j_per_token")),
+            _number(metrics.get("tokens_per_s")),
             body,
         )
-        return row + tuple(_board_value(board.get(key), kind) for _, kind, key in BOARD_COLUMNS)
+        if board is None:
+            return row, None
+        return row, tuple(cid if key == "cid" else _board_value(board.get(key), kind) for _, kind, key in BOARD_COLUMNS)
 
     _INSERT_RESULT = (
         "INSERT OR REPLACE INTO results (cid, signer, profile, backend, cpu_model, gpu_models, created,"
-        " j_per_token, tokens_per_s, info, " + ", ".join(name for name, _, _ in BOARD_COLUMNS) + ") VALUES ("
-        + ", ".join("?" * (10 + len(BOARD_COLUMNS))) + ")"
+        " j_per_token, tokens_per_s, info) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     )
+    _INSERT_BOARD = (
+        f"INSERT OR REPLACE INTO board ({', '.join(n for n, _, _ in BOARD_COLUMNS)}) "
+        f"VALUES ({', '.join('?' * len(BOARD_COLUMNS))})"
+    )
+
+    def _insert(self, c: sqlite3.Connection, rows: list[tuple[tuple, tuple | None]]) -> None:
+        c.executemany(self._INSERT_RESULT, [r for r, _ in rows])
+        c.executemany(self._INSERT_BOARD, [b for _, b in rows if b is not None])
+        stale = [(r[0],) for r, b in rows if b is None]
+        if stale:  # replaced without the leaderboard's fields: its old board row is not its own any more
+            c.executemany("DELETE FROM board WHERE cid = ?", stale)
+        _bump(c)
 
     def index_result(self, cid: str, info: dict[str, Any]) -> None:
         """Add (or replace) the row of the result stored under ``cid``."""
@@ -517,8 +517,7 @@ class Index:
             return 0
 
         def run(c: sqlite3.Connection) -> int:
-            c.executemany(self._INSERT_RESULT, rows)
-            _bump(c)
+            self._insert(c, rows)
             return len(rows)
 
         return self._write(run)
@@ -529,50 +528,50 @@ class Index:
 
         def run(c: sqlite3.Connection) -> int:
             c.execute("DELETE FROM results")
-            c.executemany(self._INSERT_RESULT, rows)
-            _bump(c)
+            c.execute("DELETE FROM board")
+            self._insert(c, rows)
             return len(rows)
 
         return self._write(run)
 
     def _board_ready(self) -> sqlite3.Connection | None:
-        """The reader, when the results table has the leaderboard's columns (an index an older greenbench
-        made and nobody has written since lacks them)."""
-        conn = self._readable("results")
-        if conn is None:
-            return None
-        tables = self._local.tables
-        if not tables.get("board"):
-            tables["board"] = {name for name, _, _ in BOARD_COLUMNS} <= _columns(conn, "results")
-        return conn if tables["board"] else None
+        """The reader, when the index has a board table (one an older greenbench made, and nobody has
+        written to since, has none)."""
+        return self._readable("board")
 
-    def board_rows(self, fields: int) -> tuple[list[tuple], list[str]]:
-        """Every result row whose board was extracted by version ``fields``, as tuples in
-        :data:`BOARD_KEYS` order (oldest first), and the CIDs of the rows that need extracting again
-        (made by an older greenbench or an older extractor).
+    def board_rows(self, fields: int, columns: int | None = None) -> list[tuple]:
+        """Every board row extracted by version ``fields``, as tuples of :data:`BOARD_SELECT` (or of its
+        first ``columns``), oldest first."""
+        if self._board_ready() is None:
+            return []
+        names = ", ".join(BOARD_SELECT[:columns])
+        return self._read("board", f"SELECT {names} FROM board WHERE fields = ? ORDER BY rowid", (fields,))
 
-        List values come back as lists; booleans as 0/1.
-        """
-        conn = self._board_ready()
-        if conn is None:
-            return [], [cid for cid in self.iter_result_cids()]
-        cols = ", ".join(["cid", "profile", "backend", "cpu_model", "gpu_models", "created", "j_per_token",
-                          "tokens_per_s"] + [name for name, _, _ in BOARD_COLUMNS])
-        try:
-            rows = conn.execute(f"SELECT {cols} FROM results ORDER BY rowid").fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot read the index {self.path}: {exc}", INDEX_HINT) from None
-        current, stale = [], []
-        i_fields = BOARD_KEYS.index("fields")
-        for row in rows:
-            (current if row[i_fields] == fields else stale).append(row)
-        return current, [row[0] for row in stale]
+    def read_sql(self, sql: str, args: Any = ()) -> list[tuple]:
+        """Rows of a read-only query over the board table (the layers above keep the queries of their own
+        views with them, e.g. :mod:`greenbench.leaderboard.query`); [] while there is no board table."""
+        if self._board_ready() is None:
+            return []
+        return self._read("board", sql, args)
+
+    def stale_results(self, fields: int) -> list[str]:
+        """CIDs of indexed results without a board row of version ``fields`` (indexed by an older
+        greenbench, or an older extractor)."""
+        if self._board_ready() is None:
+            return list(self.iter_result_cids())
+        counts = self._read("board", "SELECT (SELECT count(*) FROM results), (SELECT count(*) FROM board WHERE fields = ?)",
+                            (fields,))
+        if counts and counts[0][0] == counts[0][1]:  # a board row is made and dropped with its results row
+            return []
+        return [cid for (cid,) in self._read(
+            "board", "SELECT cid FROM results WHERE cid NOT IN (SELECT cid FROM board WHERE fields = ?) ORDER BY rowid",
+            (fields,))]
 
     def result_verdicts(self) -> dict[str, str | None]:
         """``{cid: verdict}`` of every indexed result (None where no verdict was recorded)."""
         if self._board_ready() is None:
             return {cid: None for cid in self.iter_result_cids()}
-        return dict(self._read("results", "SELECT cid, verdict FROM results"))
+        return dict(self._read("board", "SELECT r.cid, b.verdict FROM results r LEFT JOIN board b ON b.cid = r.cid"))
 
     def set_verdicts(self, verdicts: Iterable[tuple[str, str]]) -> int:
         """Record ``(cid, verdict)`` pairs (``store verify`` re-checking signatures); returns rows changed."""
@@ -580,7 +579,7 @@ class Index:
 
         def run(c: sqlite3.Connection) -> int:
             before = c.total_changes
-            c.executemany("UPDATE results SET verdict = ? WHERE cid = ?", pairs)
+            c.executemany("UPDATE board SET verdict = ? WHERE cid = ?", pairs)
             _bump(c)
             return c.total_changes - before
 

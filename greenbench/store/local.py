@@ -582,9 +582,13 @@ class LocalStore:
             self.index.index_results([(str(cid), info) for cid, _, info in items])
         return [not here for here in present]
 
-    def board_rows(self, fields: int) -> tuple[list[tuple], list[str]]:
+    def board_rows(self, fields: int, columns: int | None = None) -> list[tuple]:
         """The leaderboard's rows of the result index (see :meth:`greenbench.store.index.Index.board_rows`)."""
-        return self.index.board_rows(fields)
+        return self.index.board_rows(fields, columns)
+
+    def stale_results(self, fields: int) -> list[str]:
+        """Result rows to extract again (see :meth:`greenbench.store.index.Index.stale_results`)."""
+        return self.index.stale_results(fields)
 
     def index_results(self, items: Iterable[tuple[str, dict[str, Any]]]) -> int:
         """Add (or replace) many result rows in one transaction."""
