@@ -355,7 +355,8 @@ class Prepared:
 
     Attributes:
         path: the input file.
-        cid, block, info: the envelope block's CID (text), its bytes, and its index info.
+        cid, block, info: the envelope block's CID (text; ``cid_obj`` parsed), its bytes, and its index rows
+            (:meth:`greenbench.store.index.Index.result_rows`, made in the worker).
         signer: the (first) signer's did:key.
         signed_now: a bare result, signed here with the local key.
         key_created: signing it created the local key.
@@ -369,7 +370,8 @@ class Prepared:
     path: str
     cid: str | None = None
     block: bytes | None = None
-    info: dict | None = None
+    info: Any = None
+    cid_obj: Any = None
     signer: str = ""
     signed_now: bool = False
     key_created: bool = False
@@ -457,6 +459,8 @@ def prepare_file(path: str | os.PathLike, from_directory: bool = False) -> Prepa
     bad input (the error is in the returned :class:`Prepared`)."""
     from greenbench import signing
     from greenbench.canonical import canonical_bytes
+    from greenbench.store.cid import cid_for
+    from greenbench.store.index import Index
 
     path = Path(path)
     out = Prepared(str(path))
@@ -484,17 +488,22 @@ def prepare_file(path: str | os.PathLike, from_directory: bool = False) -> Prepa
         else:
             key, did, created = _local_key()
             env, verified = signing.sign_result_verified(doc, key, path.name, did)
-            cid, block = envelope_block(env, normalized=True)
+            try:
+                block = signing.envelope_bytes(env)  # = canonical_bytes(env) = its DAG-JSON block
+                cid, data = cid_for(block, "dag-json"), block + b"\n"
+            except ValueError:
+                cid, block = envelope_block(env, normalized=True)
+                data = canonical_bytes(env) + b"\n"
             out.signed_now, out.key_created = True, created
             sidecar = signing.envelope_path_for(path)
-            data = canonical_bytes(env) + b"\n"
             try:
                 same = sidecar.read_bytes() == data
             except OSError:
                 same = False
             if not same:
                 out.sidecar, out.sidecar_bytes = str(sidecar), data
-        out.cid, out.block, out.info, out.signer = str(cid), block, index_info(verified), verified.signer
+        out.cid, out.block, out.signer, out.cid_obj = str(cid), block, verified.signer, cid
+        out.info = Index.result_rows(out.cid, index_info(verified))  # the index rows, made here
     except GreenbenchError as exc:
         out.error, out.hint, out.exit_code = exc.message, exc.hint, exc.exit_code
     return out
@@ -522,26 +531,34 @@ def _prepared(items: list[tuple[Path, bool]], key_dir, workers: int | None) -> I
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     chunks = [[(str(p), d) for p, d in items[i:i + _CHUNK]] for i in range(0, len(items), _CHUNK)]
-    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
-                             initargs=(None if key_dir is None else str(key_dir),)) as pool:
-        flight: deque = deque()
-        todo = iter(chunks)
-        try:
-            for chunk in todo:
-                flight.append(pool.submit(_prepare_chunk, chunk))
-                if len(flight) >= 2 * n + 1:
-                    break
-            while flight:
-                done = flight.popleft().result()
-                nxt = next(todo, None)
-                if nxt is not None:
-                    flight.append(pool.submit(_prepare_chunk, nxt))
-                yield from done
-        finally:
-            for f in flight:
-                f.cancel()
+    done_chunks = 0
+    try:
+        with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
+                                 initargs=(None if key_dir is None else str(key_dir),)) as pool:
+            flight: deque = deque()
+            todo = iter(chunks)
+            try:
+                for chunk in todo:
+                    flight.append(pool.submit(_prepare_chunk, chunk))
+                    if len(flight) >= 2 * n + 1:
+                        break
+                while flight:
+                    done = flight.popleft().result()
+                    nxt = next(todo, None)
+                    if nxt is not None:
+                        flight.append(pool.submit(_prepare_chunk, nxt))
+                    done_chunks += 1
+                    yield from done
+            finally:
+                for f in flight:
+                    f.cancel()
+    except (BrokenProcessPool, OSError):  # no worker processes here (killed, or none can start): this process
+        _worker_init(key_dir)
+        for chunk in chunks[done_chunks:]:
+            yield from _prepare_chunk(chunk)
 
 
 def publish_paths(
@@ -581,7 +598,7 @@ def publish_paths(
     def flush() -> None:
         if not pending:
             return
-        new = store.put_results([(CID.decode(p.cid), p.block, p.info) for p in pending])
+        new = store.put_results([(p.cid_obj, p.block, p.info) for p in pending])
         sidecars = {Path(p.sidecar): p.sidecar_bytes for p in pending if p.sidecar is not None}
         atomic_write_many(list(sidecars.items()))
         report.envelopes_written += len(sidecars)

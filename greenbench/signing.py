@@ -66,6 +66,7 @@ __all__ = [
     "make_statement",
     "sign_result",
     "sign_result_verified",
+    "envelope_bytes",
     "statement_bytes",
     "verify_envelope",
     "is_envelope",
@@ -519,14 +520,18 @@ def make_statement(doc: Mapping[str, Any], name: str) -> dict:
     }
 
 
-def statement_bytes(doc: Mapping[str, Any], name: str) -> tuple[bytes, str]:
+def statement_bytes(doc: Mapping[str, Any], name: str, body: bytes | None = None) -> tuple[bytes, str]:
     """The canonical (JCS) bytes of :func:`make_statement` ``(doc, name)`` and the subject's sha256 (hex),
     with ``doc`` encoded once: its bytes are both what the digest covers and the predicate's spelling.
+
+    Args:
+        body: ``canonical_bytes(doc)`` when the caller has them already.
 
     Raises:
         ValueError: ``doc`` holds values JSON cannot represent.
     """
-    body = canonical_bytes(doc)
+    if body is None:
+        body = canonical_bytes(doc)
     digest = hashlib.sha256(body).hexdigest()
     # JCS member order: "_type" < "predicate" < "predicateType" < "subject"; "digest" < "name".
     payload = b"".join((
@@ -550,17 +555,18 @@ def sign_result(doc: Mapping[str, Any], key: "Ed25519PrivateKey", name: str) -> 
 
 
 def sign_result_verified(doc: Mapping[str, Any], key: "Ed25519PrivateKey", name: str,
-                         did: str | None = None) -> tuple[dict, Verified]:
+                         did: str | None = None, body: bytes | None = None) -> tuple[dict, Verified]:
     """:func:`sign_result`, and the :class:`Verified` a verification of the new envelope would give
     (without decoding and re-encoding what was just encoded: ``publish`` signs thousands at a time).
 
     Args:
         did: the key's did:key, when the caller has it already.
+        body: ``canonical_bytes(doc)``, when the caller has them (see :func:`statement_bytes`).
     """
     if not isinstance(doc, Mapping):
         raise GreenbenchError(f"a result document is a JSON object, got {type(doc).__name__}")
     try:
-        payload, digest = statement_bytes(doc, name)
+        payload, digest = statement_bytes(doc, name, body)
     except ValueError as exc:
         raise GreenbenchError(f"cannot sign {name}: {exc}") from None
     sig = key.sign(pae(PAYLOAD_TYPE, payload))
@@ -569,6 +575,26 @@ def sign_result_verified(doc: Mapping[str, Any], key: "Ed25519PrivateKey", name:
     statement = {"_type": STATEMENT_TYPE, "subject": [{"name": name, "digest": {"sha256": digest}}],
                  "predicateType": PREDICATE_TYPE, "predicate": doc}
     return env, Verified(did, statement, dict(doc), (did,), name, digest, payload)
+
+
+def envelope_bytes(env: Mapping[str, Any]) -> bytes:
+    """The canonical JSON of an envelope greenbench made (:func:`sign_result`: standard padded base64, did:key
+    ids), written directly: the same bytes as ``canonical_bytes(env)`` and as the envelope's canonical
+    DAG-JSON block (members in the same order, nothing to escape), without walking it.
+
+    Raises:
+        ValueError: ``env`` is not of that shape (encode it the general way).
+    """
+    sigs = env["signatures"]
+    parts = []
+    for s in sigs:
+        if set(s) != {"keyid", "sig"}:
+            raise ValueError("a signature with other fields than keyid and sig")
+        parts.append(f'{{"keyid":"{s["keyid"]}","sig":"{s["sig"]}"}}')
+    text = f'{{"payload":"{env["payload"]}","payloadType":"{env["payloadType"]}","signatures":[{",".join(parts)}]}}'
+    if len(env) != 3 or not text.isascii() or '\\' in text or text.count('"') != 10 + 8 * len(sigs):
+        raise ValueError("not an envelope greenbench made")
+    return text.encode("ascii")
 
 
 def is_envelope(doc: Any) -> bool:

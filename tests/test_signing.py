@@ -533,3 +533,20 @@ def test_trust_file(tmp_path):
 def test_envelope_path_for():
     assert signing.envelope_path_for("results/r.json") == Path("results/r.dsse.json")
     assert signing.envelope_path_for("r") == Path("r.dsse.json")
+
+
+def test_envelope_bytes_are_the_canonical_json_and_the_dag_json_block():
+    from greenbench.publish import envelope_block
+
+    for key in (KEY_A, KEY_B):
+        env = signing.sign_result(RESULT, key, "r.json")
+        data = signing.envelope_bytes(env)
+        assert data == canonical_bytes(env) == envelope_block(env)[1]
+    odd = dict(env, signatures=[dict(env["signatures"][0], extra="x")])
+    with pytest.raises(ValueError):
+        signing.envelope_bytes(odd)
+
+
+def test_statement_from_canonical_bytes_is_the_same_statement():
+    body = canonical_bytes(RESULT)
+    assert signing.statement_bytes(RESULT, "r.json", body) == signing.statement_bytes(RESULT, "r.json")

@@ -510,6 +510,27 @@ class Index:
         """Add (or replace) the row of the result stored under ``cid``."""
         self.index_results([(cid, info)])
 
+    @classmethod
+    def result_rows(cls, cid: str, info: dict[str, Any]) -> tuple[tuple, tuple | None]:
+        """The rows (results, board) that :meth:`index_results` writes for ``info`` (pure: a worker process
+        can make them, for :meth:`insert_rows`).
+
+        Raises:
+            StoreError: ``info`` is not a JSON-able dict.
+        """
+        return cls._result_row(cid, info)
+
+    def insert_rows(self, rows: list[tuple[tuple, tuple | None]]) -> int:
+        """Add (or replace) rows made by :meth:`result_rows`, in one transaction; returns how many."""
+        if not rows:
+            return 0
+
+        def run(c: sqlite3.Connection) -> int:
+            self._insert(c, rows)
+            return len(rows)
+
+        return self._write(run)
+
     def index_results(self, items: Iterable[tuple[str, dict[str, Any]]]) -> int:
         """Add (or replace) the rows of many results in one transaction; returns how many."""
         rows = [self._result_row(cid, info) for cid, info in items]

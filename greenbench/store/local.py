@@ -551,13 +551,15 @@ class LocalStore:
         """
         self.index.index_result(str(CID.decode(cid)), info)
 
-    def put_results(self, items: list[tuple[CID, bytes, dict[str, Any]]]) -> list[bool]:
+    def put_results(self, items: list[tuple[CID, bytes, Any]]) -> list[bool]:
         """Store many result blocks and index them: the new blocks go into one pack (one fsync for all),
         their index rows into one transaction.
 
         Args:
-            items: ``(cid, block bytes, index info)``; the caller made each block itself, so its bytes
-                match its CID (checked again here: a mismatch is a bug, and nothing is stored).
+            items: ``(cid, block bytes, index info)``, the info as a dict or as the rows
+                :meth:`greenbench.store.index.Index.result_rows` made of it (in a worker process); the caller
+                made each block itself, so its bytes match its CID (checked again here: a mismatch is a bug,
+                and nothing is stored).
 
         Returns:
             For each item, whether its block was new to the store.
@@ -570,7 +572,11 @@ class LocalStore:
             if not cid.verify(data):
                 raise VerificationError(f"block bytes do not match {cid}; nothing stored")
         with self._writing():
-            present = self._present_many([(cid.multihash, len(data)) for cid, data, _ in items])
+            try:  # block files are looked for only in shards that exist (result envelopes live in packs)
+                shards = {e.name for e in os.scandir(self.blocks_dir)}
+            except FileNotFoundError:
+                shards = set()
+            present = self._present_many([(cid.multihash, len(data)) for cid, data, _ in items], shards)
             seen: set[bytes] = set()
             with self._writing_pack(direct=False, what="store results in") as pack:
                 for (cid, data, _), here in zip(items, present):
@@ -579,7 +585,8 @@ class LocalStore:
                         continue
                     seen.add(mh)
                     pack.append(mh, data)
-            self.index.index_results([(str(cid), info) for cid, _, info in items])
+            self.index.insert_rows([info if isinstance(info, tuple) else self.index.result_rows(str(cid), info)
+                                    for cid, _, info in items])
         return [not here for here in present]
 
     def board_rows(self, fields: int, columns: int | None = None) -> list[tuple]:
