@@ -190,3 +190,13 @@ def test_worker_process_renders_the_same(tmp_path):
         app.state.ctx.drop_worker_pool()
     status, media, body, zipped = pages.render(str(store.root), TRUST, store.result_state(), "json", ())
     assert status == 200 and json.loads(body) == r.json() and gzip.decompress(zipped) == body
+
+
+def test_pages_of_an_empty_store_and_of_unknown_signers_only(site):
+    assert "No results here yet" in site.get("/").text
+    assert site.get("/api/v1/leaderboard").json() == {"rows": [], "untrusted": [], "skipped": []}
+    publish(site.store, 0.5, key=OTHER)
+    page = site.get("/?sort=-tokens_per_s")
+    assert page.status_code == 200 and "listed apart" in page.text
+    assert len(site.get("/api/v1/leaderboard").json()["untrusted"]) == 1
+    assert site.get("/?view=untrusted&sort=j_per_token").status_code == 200

@@ -150,6 +150,8 @@ def _order(columns: list, n: int, sort: str) -> list[int]:
     desc = sort.startswith("-")
     if name == "rank":
         return list(range(n - 1, -1, -1)) if desc else list(range(n))
+    if n == 0:
+        return []
     values = columns[_AT[{"method": "lane"}.get(name, name)]]
     known = [i for i in range(n) if values[i] is not None]
     known.sort(key=values.__getitem__, reverse=desc)
