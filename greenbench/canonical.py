@@ -8,12 +8,13 @@ NaN and infinities are not JSON and are rejected.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["canonical_bytes", "format_number", "json_string"]
+__all__ = ["canonical_bytes", "canonical_bytes_of_json", "format_number", "json_string"]
 
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -30,6 +31,80 @@ def canonical_bytes(value: Any) -> bytes:
     except RecursionError:
         raise ValueError("document nested too deeply to encode") from None
     return "".join(parts).encode("utf-8")
+
+
+#: The standard library's C encoder, sorted and compact: JCS bytes for ASCII documents, except numbers.
+_C_ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":"),
+                             check_circular=False).encode
+#: ``bytes.translate`` table: digits to "0", the characters that can stand before a number to " ", "." kept,
+#: the rest to "x"; an integer of 16 digits or more (beyond 2**53 perhaps) then reads " 0000000000000000".
+_DIGITS = bytes((48 if 48 <= c <= 57 else 32 if c in b":,[-" else 46 if c == 46 else 120) for c in range(256))
+_LONG_INTEGER = b" " + b"0" * 16
+
+
+def canonical_bytes_of_json(doc: Any) -> bytes:
+    """:func:`canonical_bytes` of a document decoded from JSON text (every object key a ``str``): the same
+    bytes, about twice as fast (publishing signs and verifies thousands of results a second).
+
+    The standard library's C encoder writes the document sorted and compact; for a document whose text is
+    ASCII without a backslash that is JCS up to the spelling of numbers (code-point order is UTF-16 order
+    for ASCII keys; no string needs an escape). The floats Python spells otherwise (an exponent, or a
+    whole number's ".0") are found with ``str.find`` and rewritten when they stand outside the strings (an
+    even number of quotes before them). Anything else (another alphabet, an escape, an integer of 16 digits
+    or more, NaN) goes the general way. A key that is not a ``str`` (json would coerce it) must not reach
+    this function.
+
+    Raises:
+        ValueError: as :func:`canonical_bytes`.
+    """
+    if type(doc) is not dict and type(doc) is not list:  # a number stands between delimiters in a container
+        return canonical_bytes(doc)
+    try:
+        text = _C_ENCODE(doc)
+    except (ValueError, TypeError, RecursionError):
+        return canonical_bytes(doc)  # NaN, a key or value JSON cannot hold: the general way says what
+    if not text.isascii() or "\\" in text:
+        return canonical_bytes(doc)
+    raw = text.encode("ascii")
+    spans: set[tuple[int, int]] = set()
+    digits = raw.translate(_DIGITS)
+    at = digits.find(_LONG_INTEGER)
+    while at >= 0:  # integers of 16 digits or more (ECMAScript spells those beyond 2**53 as doubles)
+        at = digits.find(_LONG_INTEGER, _number_at(text, at + 1, spans))
+    for marker in ("e-", "e+", ".0,", ".0]", ".0}"):  # floats with an exponent or a ".0"
+        at = text.find(marker)
+        while at >= 0:
+            at = text.find(marker, _number_at(text, at, spans))
+    if not spans:
+        return raw
+    parts: list[str] = []
+    at = counted = quotes = 0
+    for start, end in sorted(spans):
+        quotes += text.count('"', counted, start)
+        counted = start
+        if quotes % 2:  # inside a string
+            continue
+        token = text[start:end]
+        parts.append(text[at:start])
+        parts.append(format_number(int(token) if token.lstrip("-").isdigit() else float(token)))
+        at = end
+    parts.append(text[at:])
+    return "".join(parts).encode("ascii")
+
+
+_NUMBER_HEAD = re.compile(r"[-+.e0-9]{1,32}\Z").search
+_NUMBER_TAIL = re.compile(r"[-+.e0-9]*").match
+
+
+def _number_at(text: str, at: int, spans: set[tuple[int, int]]) -> int:
+    """Add the span of the number token around ``text[at]`` when one stands there as a value; returns
+    where the characters a number is made of end."""
+    end = _NUMBER_TAIL(text, at).end()
+    head = _NUMBER_HEAD(text, max(0, at - 32), at)
+    start = head.start() if head else at
+    if start > 0 and end < len(text) and text[start - 1] in ":,[" and text[end] in ",]}":
+        spans.add((start, end))
+    return max(end, at + 1)
 
 
 def _utf16(key: str) -> bytes:
@@ -130,12 +205,11 @@ def format_number(x: int | float) -> str:
         # repr writes 1e-4 <= |x| < 1e16 in positional notation with the shortest round-trip digits, as
         # ECMAScript does for 1e-6 <= |x| < 1e21; only a whole number's ".0" differs
         return text[:-2] if text.endswith(".0") else text
+    # repr() gives the shortest digit string that round-trips, as ECMAScript requires, as d[.ddd]e±N
     sign = "-" if x < 0 else ""
-    # repr() gives the shortest digit string that round-trips, as ECMAScript requires.
-    _, digits_t, exp = Decimal(repr(abs(x))).as_tuple()
-    digits = "".join(map(str, digits_t)).rstrip("0") or "0"
-    trailing = len(digits_t) - len("".join(map(str, digits_t)).rstrip("0"))
-    exp += trailing
+    mant, _, exp_text = text.lstrip("-").partition("e")
+    digits = mant.replace(".", "").rstrip("0") or "0"
+    exp = int(exp_text) + 1 - len(digits)  # value = digits * 10^exp
     k = len(digits)
     n = exp + k  # value = 0.digits * 10^n
     if k <= n <= 21:

@@ -458,7 +458,7 @@ def prepare_file(path: str | os.PathLike, from_directory: bool = False) -> Prepa
     """Read one input and make its envelope block and index info (module docstring); never raises for a
     bad input (the error is in the returned :class:`Prepared`)."""
     from greenbench import signing
-    from greenbench.canonical import canonical_bytes
+    from greenbench.canonical import canonical_bytes, canonical_bytes_of_json
     from greenbench.store.cid import cid_for
     from greenbench.store.index import Index
 
@@ -487,7 +487,11 @@ def prepare_file(path: str | os.PathLike, from_directory: bool = False) -> Prepa
             )
         else:
             key, did, created = _local_key()
-            env, verified = signing.sign_result_verified(doc, key, path.name, did)
+            try:
+                body = canonical_bytes_of_json(doc)  # decoded from JSON: string keys
+            except ValueError as exc:
+                raise GreenbenchError(f"cannot sign {path.name}: {exc}") from None
+            env, verified = signing.sign_result_verified(doc, key, path.name, did, body)
             try:
                 block = signing.envelope_bytes(env)  # = canonical_bytes(env) = its DAG-JSON block
                 cid, data = cid_for(block, "dag-json"), block + b"\n"

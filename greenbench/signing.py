@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from greenbench.canonical import canonical_bytes, json_string
+from greenbench.canonical import canonical_bytes, canonical_bytes_of_json, json_string
 from greenbench.errors import GreenbenchError, VerificationError
 from greenbench.fsutil import fsync_dir
 
@@ -603,11 +603,11 @@ def is_envelope(doc: Any) -> bool:
 
 
 def _strict_pairs(pairs: list[tuple[str, Any]]) -> dict:
-    out: dict = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate key {k!r}")
-        out[k] = v
+    out = dict(pairs)
+    if len(out) != len(pairs):  # a key given twice: name the first
+        seen: set[str] = set()
+        key = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise ValueError(f"duplicate key {key!r}")
     return out
 
 
@@ -706,7 +706,7 @@ def _check_statement(payload: bytes) -> tuple[dict, dict, str, str]:
         raise VerificationError("the statement needs exactly one subject with a sha256 digest")
     want = subject[0]["digest"]["sha256"]
     try:
-        got = hashlib.sha256(canonical_bytes(result)).hexdigest()
+        got = hashlib.sha256(canonical_bytes_of_json(result)).hexdigest()  # decoded from the payload
     except ValueError as exc:
         raise VerificationError(f"the predicate cannot be canonicalized: {exc}") from None
     if got != want.lower():

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, strategies as st
 
-from greenbench.canonical import canonical_bytes, format_number
+from greenbench import canonical
+from greenbench.canonical import canonical_bytes, canonical_bytes_of_json, format_number
 
 DATA = Path(__file__).parent / "data" / "jcs"
 NAMES = sorted(p.name for p in (DATA / "input").glob("*.json"))
@@ -119,3 +120,43 @@ def test_format_number_around_the_notation_switches(x):
 def test_keys_above_the_bmp_sort_by_utf16_code_units():
     # U+1F600 is the surrogate pair D83D DE00, which sorts before U+E000 in UTF-16 (not in code points)
     assert canonical_bytes({"\ue000": 1, "\U0001f600": 2, "a": 3}) == '{"a":3,"\U0001f600":2,"\ue000":1}'.encode()
+
+
+# -- canonical_bytes_of_json: the C encoder with numbers respelt, the same bytes ------------------------
+@pytest.mark.parametrize("name", NAMES)
+def test_fast_path_on_the_jcs_vectors(name):
+    doc = json.loads((DATA / "input" / name).read_text(encoding="utf-8"))
+    assert canonical_bytes_of_json(doc) == (DATA / "output" / name).read_bytes().rstrip(b"\n")
+
+
+# strings that look like JSON values, with the delimiters a number stands between
+_NUMBERISH = st.lists(st.sampled_from(list(':,[]{}"0123456789.e+-x \\')), max_size=12).map("".join)
+_NUMBERS = (st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(2**70), 2**70)
+            | st.sampled_from([0.0, -0.0, 1e16, 1e21, 1e-7, 5.0, -3.0, 2**53, 2**53 + 1, -(2**60)]))
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | _NUMBERS | st.text(max_size=6) | _NUMBERISH,
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4) | _NUMBERISH, inner, max_size=4),
+        max_leaves=24,
+    )
+)
+def test_fast_path_gives_the_same_bytes(doc):
+    assert canonical_bytes_of_json(doc) == canonical_bytes(doc)
+
+
+def test_fast_path_respells_numbers_outside_strings_only(monkeypatch):
+    doc = {"a": "x:1.0,y", "b": [1.0, -0.0, 1e-7, 1e21, 1e16, 2**53 + 1, 123.0, 0.1, -1e-05, 12345678901234567],
+           "c": {"z:5.0,": "[1e-05]"}, "d": [[1.0], [2.5e-300]], "sha": "sha256:" + "0" * 64}
+    expected = canonical_bytes(doc)
+    monkeypatch.setattr(canonical, "canonical_bytes", None)  # an ASCII document never needs the general way
+    assert canonical_bytes_of_json(doc) == expected
+    assert expected == (b'{"a":"x:1.0,y","b":[1,0,1e-7,1e+21,10000000000000000,9007199254740992,123,0.1,-0.00001,'
+                        b'12345678901234568],"c":{"z:5.0,":"[1e-05]"},"d":[[1],[2.5e-300]],"sha":"sha256:' + b"0" * 64 + b'"}')
+
+
+def test_fast_path_errors_as_the_general_way():
+    for bad in ({"x": float("nan")}, {"x": 10**400}, {"x": object()}):
+        with pytest.raises(ValueError):
+            canonical_bytes_of_json(bad)
