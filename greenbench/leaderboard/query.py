@@ -61,27 +61,30 @@ def _sorted_by_sqlite(store, trust, trusted_only: bool, include_partial: bool) -
     order = "ORDER BY work, lane, (j_per_token IS NULL OR partial), coalesce(j_per_token, 0), coalesce(created, ''), cid"
     where = f"WHERE fields = ? AND verdict = 'ok'{'' if include_partial else ' AND NOT partial'}"
     order_ids = store.index.read_sql(f"SELECT rowid FROM board {where} {order}", (FIELDS_VERSION,))
+    # the static JSON as bytes (a BLOB): it is written out as it is stored, never decoded into str and back
     by_id = {r[0]: r[1:] for r in store.index.read_sql(
-        f"SELECT rowid, cid, signers, work, lane, j_per_token IS NOT NULL AND NOT partial, static, sha256 FROM board {where}",
-        (FIELDS_VERSION,))}
+        f"SELECT rowid, cid, signers, work, lane, j_per_token IS NOT NULL AND NOT partial, CAST(static AS BLOB), sha256 "
+        f"FROM board {where}", (FIELDS_VERSION,))}
     rows = [by_id[i] for (i,) in order_ids]
     ids = "".join([r[0] + r[1] for r in rows])
-    if "\n" in ids or _NEEDS_ESCAPE(ids) or len({r[6] for r in rows}) != len(rows):
+    if "\n" in ids or not ids.isascii() or _NEEDS_ESCAPE(ids) or len({r[6] for r in rows}) != len(rows):
         return None
     keys = getattr(trust, "keys", trust) or frozenset()
-    ranked: list[str] = []
-    others: list[str] = []
+    ranked: list[bytes] = []
+    others: list[bytes] = []
     lane: list = []  # the current group and lane's trusted rows: (cid, signer, rank, static)
     here, n = None, 0
 
     def flush() -> None:
         for cid, signer, position, static in lane:
-            ranked.append(f'{{"cid":"{cid}","cids":["{cid}"],"signers":["{signer}"],"signer":"{signer}","trusted":true,'
-                          f'"rank":{"null" if position is None else position},"lane_size":{n},{static[1:]}')
+            ranked.append(b'{"cid":"%s","cids":["%s"],"signers":["%s"],"signer":"%s","trusted":true,"rank":%s,'
+                          b'"lane_size":%d,%s' % (cid, cid, signer, signer, b"null" if position is None else b"%d" % position,
+                                                  n, static[1:]))
         lane.clear()
 
-    for cid, signer, work, lane_name, rankable, static, _ in rows:
-        if signer in keys:
+    for cid_text, signer_text, work, lane_name, rankable, static, _ in rows:
+        cid, signer = cid_text.encode("ascii"), signer_text.encode("ascii")  # checked: no escapes, no newline
+        if signer_text in keys:
             if (work, lane_name) != here:
                 flush()
                 here, n = (work, lane_name), 0
@@ -91,13 +94,13 @@ def _sorted_by_sqlite(store, trust, trusted_only: bool, include_partial: bool) -
             else:
                 lane.append((cid, signer, None, static))
         elif not trusted_only:
-            others.append(f'{{"cid":"{cid}","cids":["{cid}"],"signers":["{signer}"],"signer":"{signer}","trusted":false,'
-                          f'"rank":null,"lane_size":null,{static[1:]}')
+            others.append(b'{"cid":"%s","cids":["%s"],"signers":["%s"],"signer":"%s","trusted":false,'
+                          b'"rank":null,"lane_size":null,%s' % (cid, cid, signer, signer, static[1:]))
     flush()
     return ranked, others
 
 
-def _write_json(write, rows: list[str], others: list[str], skipped: list[dict]) -> None:
+def _write_json(write, rows: list[bytes], others: list[bytes], skipped: list[dict]) -> None:
     """``{"rows", "untrusted", "skipped"}`` through ``write`` a few thousand rows at a time (a board of 100,000
     rows is over 100 MB: never one more copy of it than needed)."""
     step = 4000
@@ -106,7 +109,7 @@ def _write_json(write, rows: list[str], others: list[str], skipped: list[dict]) 
         if name:
             write(name)
         for i in range(0, len(items), step):
-            write((("," if i else "") + ",".join(items[i:i + step])).encode("utf-8"))
+            write((b"," if i else b"") + b",".join(items[i:i + step]))
     write(b'],"skipped":' + json.dumps(skipped, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"}")
 
 
@@ -128,7 +131,8 @@ def board_json(store, trust, *, trusted_only: bool = False, include_partial: boo
         if wanted:  # filters read any field: through the row objects
             ranked = [e for e in ranked if _matches(_as_row(e), wanted)]
             untrusted = [e for e in untrusted if _matches(_as_row(e), wanted)]
-        rows, others, skipped = _texts(ranked), _texts(untrusted), stale + found
+        rows, others = [t.encode("utf-8") for t in _texts(ranked)], [t.encode("utf-8") for t in _texts(untrusted)]
+        skipped = stale + found
     if write is not None:
         _write_json(write, rows, others, skipped)
         return None
