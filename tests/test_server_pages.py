@@ -192,6 +192,31 @@ def test_worker_process_renders_the_same(tmp_path):
     assert status == 200 and json.loads(body) == r.json() and gzip.decompress(zipped) == body
 
 
+def test_a_large_board_is_ranked_as_the_server_starts(tmp_path, monkeypatch):
+    import asyncio
+
+    store = LocalStore(tmp_path / "store")
+    publish(store, 0.5)
+    rendered = []
+
+    async def run(ctx, args):  # what the worker process would do
+        rendered.append(args[3:])
+        return pages.render(*args)
+
+    monkeypatch.setattr(pages, "_run", run)
+    small = create_app(ServerConfig(store=store, worker_process=True, board_trust=TRUST)).state.ctx
+    asyncio.run(pages.warm(small))
+    assert rendered == []  # below WARM_FROM: no worker started for nothing
+    monkeypatch.setattr(pages, "WARM_FROM", 1)
+    asyncio.run(pages.warm(create_app(ServerConfig(store=store, board_trust=TRUST)).state.ctx))
+    assert rendered == []  # no worker process (tests, embedded apps): nothing rendered ahead
+    ctx = create_app(ServerConfig(store=store, worker_process=True, board_trust=TRUST)).state.ctx
+    asyncio.run(pages.warm(ctx))
+    assert rendered == [("index", ())]
+    hit = ctx.cache["pages"][("index", ())]  # the first visitor of / gets this one
+    assert hit["state"] == store.result_state() and hit["task"].result()[0] == 200
+
+
 def test_pages_of_an_empty_store_and_of_unknown_signers_only(site):
     assert "No results here yet" in site.get("/").text
     assert site.get("/api/v1/leaderboard").json() == {"rows": [], "untrusted": [], "skipped": []}

@@ -101,9 +101,21 @@ def serve_cmd(
         f"  results API        {base}/api/v1/results\n"
         f"  Kubo RPC           {base}/api/v0/  (publish --to {base} or --to {kubo})"
     )
+    import asyncio
+
     import uvicorn
 
-    server = uvicorn.Server(uvicorn_config(app, config))
+    from greenbench.server import pages
+
+    class Server(uvicorn.Server):
+        async def serve(self, sockets=None):
+            warming = asyncio.ensure_future(pages.warm(app.state.ctx))  # rank a large board before its first visitor
+            try:
+                await super().serve(sockets=sockets)
+            finally:
+                warming.cancel()
+
+    server = Server(uvicorn_config(app, config))
     try:
         server.run(sockets=[sock])
     finally:

@@ -212,7 +212,25 @@ def _trust(ctx):
 
 async def _rendered(request, page: str, params: tuple):
     """The rendered page, shared as the module docstring says."""
-    ctx = request.app.state.ctx
+    return await _rendered_for(request.app.state.ctx, page, params)
+
+
+#: Boards of fewer results rank in well under a second: not worth a worker process at start-up.
+WARM_FROM = 1000
+
+
+async def warm(ctx) -> None:
+    """Render ``/`` once in the background as the server starts, so that its first visitor does not wait for
+    the board to be ranked (seconds for 100,000 results); with the worker process only (``greenbench
+    serve``) and a board of :data:`WARM_FROM` results or more; a failure is left for a request to report."""
+    if getattr(ctx.config, "worker_process", False) and ctx.store.result_state()[0] >= WARM_FROM:
+        try:
+            await _rendered_for(ctx, "index", ())
+        except Exception:
+            pass
+
+
+async def _rendered_for(ctx, page: str, params: tuple):
     state = ctx.store.result_state()  # one indexed count: cheaper inline than a thread hop
     lru = ctx.cache.setdefault("pages", OrderedDict())
     key = (page, params)
