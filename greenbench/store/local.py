@@ -86,19 +86,29 @@ REPAIR_HINT = (
 Progress = _files.Progress
 
 
+def _usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, where the platform has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 class LocalStore:
     """A store directory (see the module docstring).
 
     Args:
         root: the store directory; created on the first write.
         workers: threads that read and hash large files while the calling thread writes them in order
-            (default: one per CPU, at most 8).
+            (default: one per CPU but the one the writing thread keeps, at least 1, at most 8: on 2 CPUs
+            with 2 hashing threads the writes waited for a CPU and the disk idled between them, 0.65 of
+            sha256's speed against 0.71 with 1; tests/benchmarks/bench_store.py).
     """
 
     def __init__(self, root: str | os.PathLike, workers: int | None = None):
         self.root = Path(root)
         self.index_path = self.root / "index.sqlite"
-        self.workers = workers or min(8, os.cpu_count() or 1)
+        self.workers = workers or max(1, min(8, _usable_cpus() - 1))
         self.blockfiles = BlockFiles(self.root)
         self.index = Index(self.index_path, self._ensure, self._on_new_index)
         self.packs = Packs(self.root, self.index, self.blockfiles)
