@@ -63,7 +63,7 @@ def canonical_bytes_of_json(doc: Any) -> bytes:
         text = _C_ENCODE(doc)
     except (ValueError, TypeError, RecursionError):
         return canonical_bytes(doc)  # NaN, a key or value JSON cannot hold: the general way says what
-    if not text.isascii() or "\\" in text:
+    if not text.isascii() or "\\" in text or text.count("[") + text.count("{") > _FAST_CONTAINERS:
         return canonical_bytes(doc)
     raw = text.encode("ascii")
     spans: set[tuple[int, int]] = set()
@@ -92,6 +92,9 @@ def canonical_bytes_of_json(doc: Any) -> bytes:
     return "".join(parts).encode("ascii")
 
 
+#: Documents with more objects and arrays than this go the general way, which alone decides how deep is too
+#: deep (the C encoder nests deeper than the general way's recursion): both then answer alike.
+_FAST_CONTAINERS = 500
 _NUMBER_HEAD = re.compile(r"[-+.e0-9]{1,32}\Z").search
 _NUMBER_TAIL = re.compile(r"[-+.e0-9]*").match
 

@@ -160,3 +160,21 @@ def test_fast_path_errors_as_the_general_way():
     for bad in ({"x": float("nan")}, {"x": 10**400}, {"x": object()}):
         with pytest.raises(ValueError):
             canonical_bytes_of_json(bad)
+
+
+def test_fast_path_answers_as_the_general_way_near_the_recursion_limit():
+    def nest(n, leaf):
+        for _ in range(n):
+            leaf = [leaf]
+        return leaf
+
+    def outcome(fn, d):
+        try:
+            return fn(d)
+        except ValueError:
+            return "ValueError"
+
+    for leaf in (1.0, "\u00e9"):
+        for n in range(900, 1000, 7):
+            d = nest(n, leaf)
+            assert outcome(canonical_bytes_of_json, d) == outcome(canonical_bytes, d), (leaf, n)
