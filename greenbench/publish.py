@@ -26,6 +26,7 @@ once, here, and the verdict and every field the leaderboard ranks are kept in th
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from dataclasses import dataclass, field
@@ -362,6 +363,10 @@ class Prepared:
         key_created: signing it created the local key.
         sidecar, sidecar_bytes: where the envelope signed here goes (``<stem>.dsse.json``) and its bytes;
             None when nothing needs writing (not signed here, or the same envelope is already there).
+        sidecar_seen, sidecar_merged: the bytes of the ``.dsse.json`` found there (None: none), and whether
+            the new envelope is that one with this key's signature added (then nothing of it is lost;
+            otherwise a different file there is kept as ``<name>.1``, ``.2``… when the new one is written).
+        note: what the user should know about this file (an envelope beside it that was not this result's).
         skipped: why a file found in a directory is not published (not a result), else None.
         error, hint, exit_code: why it could not be published (exit code 1: a signature or hash that does
             not verify; 2: bad input), else None.
@@ -377,6 +382,9 @@ class Prepared:
     key_created: bool = False
     sidecar: str | None = None
     sidecar_bytes: bytes | None = None
+    sidecar_seen: bytes | None = None
+    sidecar_merged: bool = False
+    note: str | None = None
     skipped: str | None = None
     error: str | None = None
     hint: str | None = None
@@ -394,6 +402,7 @@ class PublishReport:
     key_created: bool = False
     envelopes_written: int = 0
     store_dir: str = ""
+    notes: list = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -404,14 +413,16 @@ class PublishReport:
             "published": [dict(o.to_json(), path=o.path) for o in self.outcomes],
             "skipped": self.skipped,
             "failed": self.failed,
+            "notes": self.notes,
             "store": self.store_dir,
         }
 
 
 def collect_paths(paths: Iterable[str | os.PathLike]) -> list[tuple[Path, bool]]:
     """The files to publish: each file argument as given, and below each directory every ``*.json``
-    (sorted), except a result whose ``<stem>.dsse.json`` lies beside it (its envelope is published
-    instead). Returns ``(path, found_in_a_directory)``.
+    (sorted), except the ``<stem>.dsse.json`` of a result that lies beside it: the result is collected,
+    and :func:`prepare_file` publishes that envelope when it is the result's (else signs the result
+    anew). Returns ``(path, found_in_a_directory)``.
 
     Raises:
         GreenbenchError: a path that does not exist.
@@ -423,9 +434,9 @@ def collect_paths(paths: Iterable[str | os.PathLike]) -> list[tuple[Path, bool]]
         p = Path(given)
         if p.is_dir():
             found = sorted(q for q in p.rglob("*.json") if q.is_file() and not q.name.startswith("."))
-            names = {q for q in found}
+            paired = {envelope_path_for(q) for q in found if not q.name.endswith(".dsse.json")}
             for q in found:
-                if not q.name.endswith(".dsse.json") and envelope_path_for(q) in names:
+                if q in paired:
                     continue
                 out.append((q, True))
         elif p.exists():
@@ -491,26 +502,131 @@ def prepare_file(path: str | os.PathLike, from_directory: bool = False) -> Prepa
                 body = canonical_bytes_of_json(doc)  # decoded from JSON: string keys
             except ValueError as exc:
                 raise GreenbenchError(f"cannot sign {path.name}: {exc}") from None
-            env, verified = signing.sign_result_verified(doc, key, path.name, did, body)
-            try:
-                block = signing.envelope_bytes(env)  # = canonical_bytes(env) = its DAG-JSON block
-                cid, data = cid_for(block, "dag-json"), block + b"\n"
-            except ValueError:
-                cid, block = envelope_block(env, normalized=True)
-                data = canonical_bytes(env) + b"\n"
-            out.signed_now, out.key_created = True, created
             sidecar = signing.envelope_path_for(path)
             try:
-                same = sidecar.read_bytes() == data
+                seen = sidecar.read_bytes()
             except OSError:
-                same = False
-            if not same:
-                out.sidecar, out.sidecar_bytes = str(sidecar), data
+                seen = None
+            beside = _envelope_of(seen, hashlib.sha256(body).hexdigest())
+            if beside is not None and (from_directory or did in beside[1].signers[1:] or
+                                       (did in beside[1].signers and len(beside[1].signers) > 1)):
+                # the envelope beside it is this result's, signed by others too: published as it is (signing
+                # again would only drop their signatures); one this key alone signed is signed again (the
+                # same bytes: Ed25519 is deterministic)
+                env, verified = beside
+                cid, block = envelope_block(env)
+            else:
+                env, verified = signing.sign_result_verified(doc, key, path.name, did, body)
+                if beside is not None and did not in beside[1].signers and beside[1].payload == verified.payload:
+                    # the same statement signed by others: this key's signature is added to theirs
+                    env = dict(beside[0], signatures=[*beside[0]["signatures"], *env["signatures"]])
+                    verified = signing.Verified(beside[1].signer, verified.statement, verified.result,
+                                                (*beside[1].signers, did), verified.subject_name, verified.sha256,
+                                                verified.payload)
+                    out.sidecar_merged = True
+                    out.note = (f"{sidecar} held this result signed by {', '.join(beside[1].signers)}; "
+                                f"the local key's signature is added to it")
+                    cid, block = envelope_block(env)
+                    data = canonical_bytes(env) + b"\n"
+                else:
+                    try:
+                        block = signing.envelope_bytes(env)  # = canonical_bytes(env) = its DAG-JSON block
+                        cid, data = cid_for(block, "dag-json"), block + b"\n"
+                    except ValueError:
+                        cid, block = envelope_block(env, normalized=True)
+                        data = canonical_bytes(env) + b"\n"
+                    if seen is not None and seen != data:
+                        why = "an envelope of other bytes" if beside is None and _is_json_envelope(seen) else \
+                            "not an envelope" if beside is None else "an envelope of this result by other keys"
+                        out.note = (f"{sidecar} was {why}; it is kept as {sidecar.name}.N beside it, "
+                                    f"and the envelope signed now takes its place")
+                out.signed_now, out.key_created = True, created
+                if seen != data:
+                    out.sidecar, out.sidecar_bytes, out.sidecar_seen = str(sidecar), data, seen
         out.cid, out.block, out.signer, out.cid_obj = str(cid), block, verified.signer, cid
         out.info = Index.result_rows(out.cid, index_info(verified))  # the index rows, made here
     except GreenbenchError as exc:
         out.error, out.hint, out.exit_code = exc.message, exc.hint, exc.exit_code
     return out
+
+
+def _write_sidecars(items: list[Prepared]) -> dict[int, str]:
+    """Write each item's envelope beside its result (one filesystem sync for all); a different file found
+    there is kept first as ``<name>.1`` (``.2``…), unless the new envelope is that same one with a signature
+    added. Returns ``{id(item): why}`` for those not written (the others are)."""
+    from greenbench.fsutil import atomic_write_bytes, atomic_write_many
+
+    failed: dict[int, str] = {}
+    ready: list[tuple[Prepared, Path]] = []
+    for p in items:
+        target = Path(p.sidecar)
+        try:
+            if target.exists() or target.is_symlink():
+                if not target.is_file() or target.is_symlink():
+                    raise OSError(f"{target} is not a regular file")
+                current = target.read_bytes()
+                if current != p.sidecar_bytes and not (p.sidecar_merged and current == p.sidecar_seen):
+                    kept = _keep_aside(target)
+                    p.note = f"{target} was a different file; it is kept as {kept.name}, the new envelope takes its place"
+        except OSError as exc:
+            failed[id(p)] = f"its envelope was not written: {getattr(exc, 'strerror', None) or exc}"
+            continue
+        ready.append((p, target))
+    try:
+        atomic_write_many([(t, p.sidecar_bytes) for p, t in ready])
+    except GreenbenchError:  # one of them cannot be written: each on its own, to say which
+        for p, target in ready:
+            try:
+                atomic_write_bytes(target, p.sidecar_bytes)
+            except (OSError, GreenbenchError) as exc:
+                why = exc.message if isinstance(exc, GreenbenchError) else exc.strerror or str(exc)
+                failed[id(p)] = f"its envelope {target} was not written ({why})"
+    return failed
+
+
+def _keep_aside(target: Path) -> Path:
+    """Link ``target`` as ``<name>.N`` (the first N free) so that replacing it loses nothing; returns that path."""
+    for n in range(1, 10_000):
+        aside = target.with_name(f"{target.name}.{n}")
+        try:
+            os.link(target, aside)
+            return aside
+        except FileExistsError:
+            continue
+        except OSError:  # no hard links here: a copy
+            import shutil
+
+            if aside.exists():
+                continue
+            shutil.copy2(target, aside)
+            return aside
+    raise OSError(f"no free name to keep {target} aside")
+
+
+def _envelope_of(data: bytes | None, sha256: str):
+    """``(envelope, Verified)`` when ``data`` is a valid envelope (any signer) of the result whose canonical
+    bytes hash to ``sha256``; else None (absent, not an envelope, not verifying, or another result's)."""
+    from greenbench import signing
+
+    if data is None:
+        return None
+    try:
+        env = signing._loads_strict(data)
+        if not signing.is_envelope(env):
+            return None
+        verified = signing.verify_envelope(env)
+    except (GreenbenchError, ValueError, UnicodeDecodeError):
+        return None
+    return (env, verified) if verified.sha256 == sha256 else None
+
+
+def _is_json_envelope(data: bytes) -> bool:
+    from greenbench import signing
+
+    try:
+        return signing.is_envelope(signing._loads_strict(data))
+    except (ValueError, UnicodeDecodeError):
+        return False
 
 
 def _prepare_chunk(chunk: list[tuple[str, bool]]) -> list[Prepared]:
@@ -589,7 +705,6 @@ def publish_paths(
     Raises:
         GreenbenchError: a path that does not exist, or a store that cannot be written.
     """
-    from greenbench.fsutil import atomic_write_many
     from greenbench.store.cid import CID
     from greenbench.store.local import open_store
 
@@ -603,10 +718,16 @@ def publish_paths(
         if not pending:
             return
         new = store.put_results([(p.cid_obj, p.block, p.info) for p in pending])
-        sidecars = {Path(p.sidecar): p.sidecar_bytes for p in pending if p.sidecar is not None}
-        atomic_write_many(list(sidecars.items()))
-        report.envelopes_written += len(sidecars)
+        unwritten = _write_sidecars([p for p in pending if p.sidecar is not None])
+        report.envelopes_written += sum(1 for p in pending if p.sidecar is not None) - len(unwritten)
         for p, fresh in zip(pending, new):
+            if p.note is not None:
+                report.notes.append({"path": p.path, "note": p.note})
+            if id(p) in unwritten:
+                report.failed.append({"path": p.path, "error": f"stored as {p.cid}, but {unwritten[id(p)]}",
+                                      "hint": "make the envelope's place writable (or move what is there) and publish again",
+                                      "exit_code": 2, "cid": p.cid, "stored_locally": True})
+                continue
             outcome = PublishOutcome(cid=p.cid, signer=p.signer, signed_now=p.signed_now, key_created=p.key_created,
                                      stored_locally=fresh, store_dir=report.store_dir)
             outcome.path = p.path

@@ -270,3 +270,62 @@ def test_serve_subprocess_end_to_end(env):
     assert f"{base}/ " in urls[0] and f"{base}/api/v0/" in urls[3]
     assert '"GET /ipfs/bafkqaaa?format=raw HTTP/1.1" 200 0' in rest
     assert rest.count('"POST /api/v1/results HTTP/1.1"') == 2
+
+
+# ----------------------------------------------------------------------------- envelopes beside results
+def test_publish_adds_its_signature_to_a_colleagues_envelope_of_the_same_result(env):
+    theirs = signing.sign_result(RESULT, OTHER_KEY, "r.json")
+    (env / "r.dsse.json").write_text(json.dumps(theirs, indent=2))  # as another tool would format it
+    r = run("publish", "r.json", "--store", "st")
+    assert r.exit_code == 0, r.stderr
+    me = run("keys", "show").stdout.strip()
+    merged = json.loads((env / "r.dsse.json").read_text())
+    v = signing.verify_envelope(merged)
+    assert v.signers == (signing.did_key(OTHER_KEY), me)  # theirs kept, mine added
+    assert merged["signatures"][0] == theirs["signatures"][0]
+    assert "signature is added" in r.err
+    (row,) = LocalStore(env / "st").query_results()
+    assert row["cid"] == r.stdout.strip()
+
+
+def test_publish_keeps_a_different_file_aside_before_writing_its_envelope(env):
+    (env / "r.dsse.json").write_text("my notes, not an envelope")
+    r = run("publish", "r.json", "--store", "st")
+    assert r.exit_code == 0, r.stderr
+    assert (env / "r.dsse.json.1").read_text() == "my notes, not an envelope"
+    assert signing.verify_envelope(json.loads((env / "r.dsse.json").read_text())).result == RESULT
+    assert "kept as r.dsse.json.1" in r.err
+    run("publish", "r.json", "--store", "st")  # again: the same envelope there, nothing more kept aside
+    assert not (env / "r.dsse.json.2").exists()
+
+
+def test_directory_publish_checks_the_envelope_beside_a_result_against_it(env):
+    d = env / "d"
+    d.mkdir()
+    (d / "r.json").write_text(json.dumps(RESULT))
+    first = run("publish", "d", "--store", "st", "--json")
+    assert first.exit_code == 0 and json.loads(first.stdout)["published"][0]["signed_now"] is True
+    again = run("publish", "d", "--store", "st", "--json")  # the envelope beside it is the result's: as it is
+    assert json.loads(again.stdout)["published"][0]["signed_now"] is False
+    remeasured = dict(RESULT, metrics={"decode": {"j_per_token": 0.1, "tokens_per_s": 40.0}, "ttft_s": 0.01})
+    (d / "r.json").write_text(json.dumps(remeasured))  # measured again under the same name
+    third = run("publish", "d", "--store", "st", "--json")
+    out = json.loads(third.stdout)
+    assert third.exit_code == 0 and out["published"][0]["signed_now"] is True  # not the stale envelope
+    assert signing.verify_envelope(json.loads((d / "r.dsse.json").read_text())).result == remeasured
+    assert signing.verify_envelope(json.loads((d / "r.dsse.json.1").read_text())).result == RESULT
+    assert {row["metrics"]["j_per_token"] for row in LocalStore(env / "st").query_results()} == {0.25, 0.1}
+
+
+def test_an_envelope_that_cannot_be_written_fails_that_file_only(env):
+    d = env / "d"
+    d.mkdir()
+    for name in ("a", "b"):
+        (d / f"{name}.json").write_text(json.dumps(dict(RESULT, created=f"2024-05-0{1 + (name == 'b')}T12:00:00Z")))
+    (d / "a.dsse.json").mkdir()  # something that is not a file stands where a's envelope goes
+    r = run("publish", "d", "--store", "st")
+    assert r.exit_code == 2
+    assert len(r.stdout.split()) == 1  # b's CID
+    assert "a.json" in r.err and "not a regular file" in r.err and ".tmp" not in r.err
+    assert (d / "b.dsse.json").is_file()
+    assert len(LocalStore(env / "st").query_results()) == 2  # a is stored all the same, and says so

@@ -65,6 +65,8 @@ def publish_cmd(
         raise (VerificationError if f["exit_code"] == 1 else GreenbenchError)(f["error"], f["hint"])
     if report.key_created:
         render.info("created a signing key (greenbench keys show)")
+    for n in report.notes if single else ():
+        render.warn(n["note"])
     if single:
         out = report.outcomes[0]
         if out.signed_now:
@@ -95,6 +97,8 @@ def publish_cmd(
     )
     for s in report.skipped:
         render.info(f"skipped {s['path']}: {s['reason']}")
+    for n in report.notes:
+        render.warn(n["note"])
     for f in report.failed:
         render.print_error(GreenbenchError(f"{f['path']}: {f['error']}", f.get("hint")))
     if report.failed:
