@@ -18,6 +18,17 @@ from rich.table import Table
 _stdout: Console | None = None
 _stderr: Console | None = None
 
+#: Control characters (C0 but newline, DEL, C1) shown as escapes: text from a result, a file name or another
+#: signer never moves the cursor, clears the screen or retitles the terminal.
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0)) if c != 0x0A}
+_CELL_CONTROLS = {**_CONTROLS, 0x0A: "\\n"}
+
+
+def printable(text: str, newlines: bool = True) -> str:
+    """``text`` with every control character written as an escape (``\\x1b``); newlines kept unless not
+    ``newlines`` (a table cell)."""
+    return text.translate(_CONTROLS if newlines else _CELL_CONTROLS)
+
 
 #: Width for output that goes to a pipe or file (a CI log) when COLUMNS does not say: wide enough that tables
 #: keep names, numbers and verdicts whole instead of cutting them at rich's default of 80.
@@ -60,10 +71,10 @@ def err_console() -> Console:
 def print_error(err: Exception) -> None:
     """Print a GreenbenchError as one short paragraph on stderr: message, then hint."""
     c = err_console()
-    c.print(f"[bold red]error:[/] {escape(getattr(err, 'message', str(err)))}", markup=True, highlight=False)
+    c.print(f"[bold red]error:[/] {escape(printable(getattr(err, 'message', str(err))))}", markup=True, highlight=False)
     hint = getattr(err, "hint", None)
     if hint:
-        c.print(f"[bold]hint:[/] {escape(hint)}", markup=True, highlight=False)
+        c.print(f"[bold]hint:[/] {escape(printable(hint))}", markup=True, highlight=False)
 
 
 _warned: set[str] = set()
@@ -82,12 +93,12 @@ def warn(message: str) -> None:
     if QUIET or message in _warned:
         return
     _warned.add(message)
-    err_console().print(f"[yellow]warning:[/] {escape(message)}", markup=True, highlight=False)
+    err_console().print(f"[yellow]warning:[/] {escape(printable(message))}", markup=True, highlight=False)
 
 
 def info(message: str) -> None:
     if not QUIET:
-        err_console().print(message, markup=False, highlight=False)
+        err_console().print(printable(message), markup=False, highlight=False)
 
 
 def print_json_bytes(data: bytes) -> None:
@@ -111,7 +122,8 @@ def table(
     other columns give way. ``overflow="fold"`` wraps a value too long for its column onto the next line
     instead of cutting it off.
     """
-    rows = [["" if v is None else str(v) for v in row] for row in rows]
+    rows = [["" if v is None else printable(str(v), newlines=False) for v in row] for row in rows]
+    title, caption = title and printable(title), caption and printable(caption)
     specs = [((col, "left", "") if isinstance(col, str) else (col[0], col[1], col[2] if len(col) > 2 else ""))
              for col in columns]
     widths = [max([len(name)] + [len(r[i]) for r in rows if i < len(r)]) for i, (name, _, _) in enumerate(specs)]
@@ -210,7 +222,7 @@ def _training_table(doc: dict, label: str) -> None:
     peak = t.get("peak") or {}
     mfu = t.get("mfu")
     table(
-        f"{doc['profile']['name']} on {doc['backend']}: {w['repeats_completed']} repeats of "
+        f"{(doc.get('profile') or {}).get('name')} on {doc.get('backend')}: {w.get('repeats_completed', '?')} repeats of "
         f"{w.get('tokens_per_repeat', '?')} trained tokens",
         ["phase", ("J/token (median)", "right"), ("IQR", "right"), ("tokens/s", "right"), ("MFU", "right"),
          ("loss before / first / last", "right")],
@@ -235,8 +247,8 @@ def result_summary(doc: dict, warnings: bool = True) -> None:
     if training:
         _training_table(doc, label)
     title = (
-        f"{doc['profile']['name']} on {doc['backend']}: {w['repeats_completed']} repeats, "
-        f"{w['prompt_tokens']} prompt + {w['new_tokens']} new tokens"
+        f"{(doc.get('profile') or {}).get('name')} on {doc.get('backend')}: {w.get('repeats_completed', '?')} repeats, "
+        f"{w.get('prompt_tokens', '?')} prompt + {w.get('new_tokens', '?')} new tokens"
     )
     rows = []
     for phase in () if training else ("prefill", "decode"):
@@ -276,9 +288,9 @@ def result_summary(doc: dict, warnings: bool = True) -> None:
         "Energy by meter",
         [("meter", "left", "keep"), ("domain", "left", "keep"), ("method", "left", "keep"), "basis",
          ("joules", "right", "keep"), "in total"],
-        [[r["name"], r["domain"], r["method"], r.get("basis") or "-", f"{r['joules']:.4g}",
-          "yes" if r.get("in_total", True) else "nested"]
-         for r in e["meters"]],
+        [[r.get("name"), r.get("domain"), r.get("method"), r.get("basis") or "-",
+          "-" if r.get("joules") is None else f"{r['joules']:.4g}", "yes" if r.get("in_total", True) else "nested"]
+         for r in e.get("meters") or []],
         caption=f"total {fmt_si(e.get('total_j'), 'J')}"
         + (f", marginal {fmt_si(e['marginal_j'], 'J')}" if e.get("marginal_j") is not None else "")
         + (f"; metered: {e['scope']['described']}" if isinstance(e.get("scope"), dict) and e["scope"].get("described") else ""),
@@ -401,7 +413,7 @@ def comparison(report: dict) -> None:
                (f"ratio to {report['reference']}", "right", "keep")], rows)
         for r in mt["rows"][1:]:
             if r["sentence"]:
-                console().print(escape(r["sentence"]), soft_wrap=True, highlight=False)
+                console().print(escape(printable(r["sentence"])), soft_wrap=True, highlight=False)
     for w in report["warnings"]:
         warn(w)
 

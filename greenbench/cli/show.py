@@ -70,7 +70,15 @@ def show(
         render.print_json_bytes(docs[0] if len(docs) == 1 else b"[" + b",".join(docs) + b"]")
         return
     for doc, signers, where in loaded:
-        render.result_details(doc, source=where, signers=signers)
+        try:
+            render.result_details(doc, source=where, signers=signers)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            from greenbench.errors import GreenbenchError
+
+            raise GreenbenchError(
+                f"{where}: not a result this greenbench can render (a field is missing or of another type: {exc!r})",
+                "`greenbench show --json` prints it as it is",
+            ) from None
     sweeps: dict[str, list[dict]] = {}
     for doc, _, _ in loaded:
         digest = ((doc.get("workload") or {}).get("sweep") or {}).get("digest")
@@ -99,6 +107,7 @@ def compare(
     for i, ref in enumerate(results):
         doc, _, where = _load(ref, store)
         label = Path(ref).stem if Path(ref).exists() else ref[:16]
+        label = render.printable(label, newlines=False)  # it reaches the terminal, Markdown and CSV
         named.append((label if label not in [n for n, _ in named] else f"{label}#{i + 1}", doc))
     report = lib.compare_results(named)
     if json_out:
