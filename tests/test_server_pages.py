@@ -225,3 +225,42 @@ def test_pages_of_an_empty_store_and_of_unknown_signers_only(site):
     assert page.status_code == 200 and "listed apart" in page.text
     assert len(site.get("/api/v1/leaderboard").json()["untrusted"]) == 1
     assert site.get("/?view=untrusted&sort=j_per_token").status_code == 200
+
+
+def test_charts_are_kept_for_groups_that_exist_only(site):
+    publish(site.store, 0.5)
+    for i in range(100):
+        assert site.get(f"/?group=sha256:{i:064x}").status_code == 200
+    assert site.get(f"/?group={WORK}").status_code == 200
+    kept = pages._BOARD["charts"]
+    assert set(kept) <= {None, WORK} and WORK in kept
+
+
+def test_json_pages_page_the_untrusted_list_too(site):
+    for j in (0.1, 0.2, 0.3):
+        publish(site.store, j, key=OTHER)
+    page = site.get("/api/v1/leaderboard?limit=1&offset=1").json()
+    assert page["untrusted_total"] == 3 and page["total"] == 0 and len(page["untrusted"]) == 1
+    assert page["untrusted"][0]["cid"] == site.get("/api/v1/leaderboard").json()["untrusted"][1]["cid"]
+
+
+def test_serve_follows_edits_of_the_trust_file(tmp_path, monkeypatch):
+    import time as _time
+
+    from greenbench import trust as trust_policy
+
+    monkeypatch.setenv("GREENBENCH_CONFIG_DIR", str(tmp_path / "cfg"))
+    store = LocalStore(tmp_path / "store")
+    publish(store, 0.5, key=OTHER)
+    now = [100.0]
+    monkeypatch.setattr(_time, "monotonic", lambda: now[0])
+    app = create_app(ServerConfig(store=store, trust_from=trust_policy.resolve))
+    client = TestClient(app)
+    assert client.get("/api/v1/leaderboard").json()["rows"] == []  # OTHER is nobody's trusted key yet
+    trust_policy.add(signing.did_key(OTHER))
+    now[0] += 2  # the policy is read again at most once a second
+    rows = client.get("/api/v1/leaderboard").json()["rows"]
+    assert [r["signers"] for r in rows] == [[signing.did_key(OTHER)]]
+    trust_policy.remove(signing.did_key(OTHER))
+    now[0] += 2
+    assert client.get("/api/v1/leaderboard").json()["rows"] == []

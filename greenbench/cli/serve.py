@@ -70,6 +70,7 @@ def serve_cmd(
         token=token,
         trust=trusted,
         board_trust=board_trust,
+        trust_from=lambda: trust_policy.resolve(trust),  # edits of the trust file apply without a restart
         max_result_bytes=int(max_result_mib * MiB),
         max_car_bytes=int(max_car_mib * MiB),
         max_block_bytes=int(max_block_mib * MiB),

@@ -60,6 +60,9 @@ class ServerConfig:
         board_trust: whose results the leaderboard ranks (a :class:`greenbench.trust.Trust`); None: ``trust``
             when given, else :func:`greenbench.trust.resolve` (the config file, the trust file of ``keys
             trust``, else the local signing key).
+        trust_from: reads the trust policy again (``greenbench serve`` passes :func:`greenbench.trust.resolve`
+            of its ``--trust``): the leaderboard's trust, and with ``trust`` set the signers accepted, then
+            follow edits of the trust file (``keys trust add|rm``) within a second, without a restart.
         max_result_bytes: cap on a ``POST /api/v1/results`` body.
         max_car_bytes: cap on a ``dag/import`` body (and on the blocks it adds).
         max_block_bytes: cap on a ``block/put`` body (the store itself takes blocks up to 1 MiB).
@@ -78,6 +81,7 @@ class ServerConfig:
     token: str | None = None
     trust: set[str] | None = None
     board_trust: Any = None
+    trust_from: Callable[[], Any] | None = None
     max_result_bytes: int = 16 * MiB
     max_car_bytes: int = 256 * MiB
     max_block_bytes: int = MiB + 64 * 1024  # one 1 MiB block plus multipart framing

@@ -19,6 +19,7 @@ import hmac
 import os
 import re
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
@@ -98,6 +99,31 @@ class Context:
         for secret, name in self._secrets:
             text = text.replace(secret, name)
         return text
+
+    def current_trust(self):
+        """The trust policy read again through ``config.trust_from`` at most once a second (None without
+        one); a policy that cannot be read now (a trust file being edited) leaves the last one in force."""
+        read = getattr(self.config, "trust_from", None)
+        if read is None:
+            return None
+        now = time.monotonic()
+        last = self.cache.get("trust_read")
+        if last is None or now - last[0] >= 1.0:
+            try:
+                policy = read()
+            except Exception:  # noqa: BLE001 - e.g. a half-written file: the previous policy holds
+                policy = last[1] if last is not None else getattr(self.config, "board_trust", None)
+            last = (now, policy)
+            self.cache["trust_read"] = last
+        return last[1]
+
+    def accepted_signers(self) -> set[str] | None:
+        """Whose results may be posted: None (any valid signature) unless the server was given ``trust``,
+        then those keys, as the trust file lists them now when it is read again (``trust_from``)."""
+        if self.config.trust is None:
+            return None
+        policy = self.current_trust()
+        return set(policy.keys) if policy is not None else self.config.trust
 
     def worker_pool(self):
         """The worker process for heavy pages (``config.worker_process``), started on first use; else None."""

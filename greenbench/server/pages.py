@@ -103,8 +103,9 @@ def _board(store_root: str, trust, state):
             refresh_index(store)  # rows an older greenbench indexed: extracted (and verified) once
             board = from_store(store, trust)
             # every sort order and filter value, once per board: a page then never sorts or scans the board
-            _BOARD.update(key=key, board=board, facets=Facets.of(board), ordered=OrderedDict(), charts={},
-                          by_cid={r["cid"]: r for r in board.rows + board.untrusted}, store=store,
+            by_cid = {r["cid"]: r for r in board.rows + board.untrusted}
+            _BOARD.update(key=key, board=board, facets=Facets.of(board), ordered=OrderedDict(), charts=OrderedDict(),
+                          by_cid=by_cid, groups=frozenset(r["group"] for r in by_cid.values()), store=store,
                           orders=Orders(board))
             gc.freeze()  # the board is long-lived: keep the collector from walking it on every full collection
         return _BOARD
@@ -140,10 +141,15 @@ def render(store_root: str, trust, state, page: str, params: tuple) -> tuple[int
             view = pages_html.parse_view(q)
             group = view.filter_dict.get("group")
             charts = None
-            if view.page == 1 and not view.untrusted:  # the charts head the first page of a view
+            # the charts head the first page of a view; a group no result has gets none (and nothing is kept
+            # for it: a query string cannot grow this cache)
+            if view.page == 1 and not view.untrusted and (group is None or group in cache["groups"]):
                 charts = cache["charts"].get(group)
                 if charts is None:
                     charts = cache["charts"][group] = pages_html.charts_for(board, group, links)
+                    while len(cache["charts"]) > 64:
+                        cache["charts"].popitem(last=False)
+                cache["charts"].move_to_end(group)
             body = pages_html.index_page(board, view, links, trust_source=trust.source, facets=cache["facets"],
                                          charts=charts, rows=_ordered(cache, view)).encode()
             media = "text/html; charset=utf-8"
@@ -154,8 +160,8 @@ def render(store_root: str, trust, state, page: str, params: tuple) -> tuple[int
                 cache, pages_html.View(1, view.sort, view.filters, True))
             if "limit" in q or "offset" in q:
                 limit, offset = _count(q.get("limit", "100"), "limit", 10_000), _count(q.get("offset", "0"), "offset", None)
-                body = board.json_bytes(rows[offset:offset + limit], untrusted[:limit], total=len(rows),
-                                        limit=limit, offset=offset)
+                body = board.json_bytes(rows[offset:offset + limit], untrusted[offset:offset + limit], total=len(rows),
+                                        untrusted_total=len(untrusted), limit=limit, offset=offset)
             else:
                 body = board.json_bytes(rows, untrusted)
             media = "application/json"
@@ -194,7 +200,11 @@ def _count(text: str, name: str, most: int | None) -> int:
 
 
 def _trust(ctx):
-    """The trust the pages rank under (module docstring), resolved once per app."""
+    """The trust the pages rank under (module docstring): read again as the trust file changes when the app
+    has ``trust_from`` (``greenbench serve``), else resolved once per app."""
+    current = ctx.current_trust()
+    if current is not None:
+        return current
     got = ctx.cache.get("board_trust")
     if got is None:
         from greenbench import trust
@@ -232,16 +242,17 @@ async def warm(ctx) -> None:
 
 async def _rendered_for(ctx, page: str, params: tuple):
     state = ctx.store.result_state()  # one indexed count: cheaper inline than a thread hop
+    trust = _trust(ctx)
     lru = ctx.cache.setdefault("pages", OrderedDict())
     key = (page, params)
     now = time.monotonic()
     hit = lru.get(key)
-    if hit is not None and hit["state"] == state and now - hit["at"] < MAX_AGE_S:
+    if hit is not None and hit["state"] == state and hit["trust"] == trust and now - hit["at"] < MAX_AGE_S:
         lru.move_to_end(key)
         return await asyncio.shield(hit["task"])
-    args = (str(ctx.store.root), _trust(ctx), state, page, params)
+    args = (str(ctx.store.root), trust, state, page, params)
     task = asyncio.ensure_future(_run(ctx, args))
-    lru[key] = {"state": state, "at": now, "task": task}
+    lru[key] = {"state": state, "trust": trust, "at": now, "task": task}
     while len(lru) > MAX_PAGES:
         lru.popitem(last=False)
     try:

@@ -63,7 +63,7 @@ async def post_result(request):
             raise HTTPError(415, f"expected a DSSE envelope as application/json, got {media or 'no content type'}")
         raw = await read_body(request, ctx.config.max_result_bytes)
         # Off the event loop: a large envelope must not stall every other request while it is checked.
-        env, verified = await asyncio.to_thread(_verify, raw, ctx.config.trust)
+        env, verified = await asyncio.to_thread(_verify, raw, ctx.accepted_signers())
         async with ctx.write_lock:
             cid, new = await asyncio.to_thread(_store, ctx.store, env, verified)
         return JSONResponse(
