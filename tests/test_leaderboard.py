@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from greenbench import publish, signing
 from greenbench.cli import app
 from greenbench.leaderboard import build, from_store
-from greenbench.leaderboard.fields import record
+from greenbench.leaderboard.fields import MAX_BATCH_SIZE, Malformed, record
 from greenbench.store.local import LocalStore
 
 from test_results import minimal_doc
@@ -205,6 +205,43 @@ def test_an_index_made_by_an_older_greenbench_is_extracted_again(tmp_path):
     assert publish.refresh_index(store) == 1
     board = from_store(store, {DIDS[0]})
     assert [r["cid"] for r in board.rows] == [str(cid)] and board.skipped == []
+
+
+@pytest.mark.parametrize("path,value", [
+    ("workload__batch_size", 2**64), ("workload__batch_size", 2**63), ("workload__batch_size", 10**9),
+    ("workload__batch_size", "8"), ("workload__batch_size", 1.5), ("metrics__decode__j_per_token", 2**1024),
+    ("metrics__decode__tokens_per_s", -(2**2000)), ("metrics__ttft_s", [1]), ("carbon__g_co2e_per_1k_tokens", "1"),
+])
+def test_out_of_range_and_wrong_type_fields_are_malformed_never_an_exception(path, value):
+    with pytest.raises(Malformed):
+        record(doc(0.2, **{path: value}), signers=[DIDS[0]], sha256="0" * 64)
+
+
+def test_one_result_with_a_huge_batch_size_does_not_sink_a_publish(tmp_path):
+    big = doc(0.4, workload__batch_size=2**64)  # valid JSON, signs and verifies; an SQLite INTEGER cannot hold it
+    src = _publish(tmp_path, [doc(0.5), big, doc(0.3)])
+    res = CliRunner().invoke(app, ["publish", str(src), "--store", str(tmp_path / "st")])
+    assert res.exit_code == 0 and res.exception is None and "Traceback" not in res.output, res.output
+    res = CliRunner().invoke(app, ["leaderboard", "--store", str(tmp_path / "st"), "--json"])
+    out = json.loads(res.stdout)
+    assert [r["j_per_token"] for r in out["rows"]] == [0.3, 0.5]
+    assert [s["reason"] for s in out["skipped"]] == [f"malformed: workload.batch_size is not a count from 0 to {MAX_BATCH_SIZE}"]
+    res = CliRunner().invoke(app, ["store", "reindex", "--store", str(tmp_path / "st")])  # from the envelopes again
+    assert res.exit_code == 0 and res.exception is None, res.output
+    board = from_store(LocalStore(tmp_path / "st"), {signing.did_key(signing.load_key())})
+    assert len(board.rows) == 2 and "batch_size" in board.skipped[0]["reason"]
+
+
+def test_the_index_never_hands_sqlite_an_integer_or_real_it_cannot_hold(tmp_path):
+    from greenbench.store.index import BOARD_COLUMNS, Index
+
+    info = {"board": {"fields": 2**70, "batch_size": -(2**64), "j_per_token": 2**1100, "tokens_per_s": "1e999",
+                      "verdict": "ok"}, "metrics": {"j_per_token": 2**1100}}
+    row, board = Index.result_rows("c", info)
+    columns = dict(zip([c for c, _, _ in BOARD_COLUMNS], board))
+    assert row[7] is None and [columns[c] for c in ("fields", "batch_size", "j_per_token", "tokens_per_s")] == [None] * 4
+    cid = str(publish.envelope_block(signing.sign_result(doc(0.2), KEYS[0], "r.json"))[0])
+    LocalStore(tmp_path / "st").index_result(cid, info)  # SQLite takes the row
 
 
 # ----------------------------------------------------------------------------- the command

@@ -169,6 +169,14 @@ def test_extra_envelope_fields_do_not_change_the_cid(client):
     assert post_env(client, noisy).json()["cid"] == post_env(client, env).json()["cid"]
 
 
+def test_a_result_with_numbers_sqlite_cannot_hold_is_stored_and_listed_as_skipped(client):
+    odd = dict(RESULT, workload={"batch_size": 2**64, "digest": "sha256:" + "a" * 64})  # valid JSON, signs, verifies
+    r = post_env(client, envelope(odd))
+    assert r.status_code == 201, r.text
+    skipped = client.get("/api/v1/leaderboard").json()["skipped"]
+    assert [s["cid"] for s in skipped] == [r.json()["cid"]] and "malformed" in skipped[0]["reason"]
+
+
 @pytest.mark.parametrize("field", ["payload", "payloadType", "keyid", "sig"])
 def test_tampered_result_is_rejected_and_nothing_stored(client, field):
     env = envelope()

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
-__all__ = ["FIELDS_VERSION", "LANES", "DYNAMIC", "Malformed", "record", "primary", "number", "static_json"]
+__all__ = ["FIELDS_VERSION", "LANES", "MAX_BATCH_SIZE", "DYNAMIC", "Malformed", "record", "primary", "number", "static_json"]
 
 #: Bumped whenever :func:`record` changes what it extracts: index rows of an older version are extracted
 #: again from their stored envelopes (``greenbench store reindex``, or the leaderboard on first use).
@@ -43,9 +43,20 @@ def _get(doc: Any, path: str) -> Any:
     return doc
 
 
+#: Largest batch size a result may claim. Larger ones are implausible (and beyond 2**63 - 1 they do not fit
+#: an SQLite INTEGER): such a result is malformed, listed as skipped.
+MAX_BATCH_SIZE = 2**24
+
+
 def number(value: Any) -> bool:
-    """A finite JSON number (not a boolean)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite JSON number (not a boolean) that a float can hold: an integer beyond the float range
+    (``2**1024``, valid JSON) is not one."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def primary(doc: dict) -> tuple[str, str]:
@@ -63,7 +74,7 @@ def _num(doc: dict, path: str, nonneg: bool = True) -> float | None:
     if value is None:
         return None
     if not number(value) or (nonneg and value < 0):
-        raise Malformed(f"{path} is not a {'non-negative ' if nonneg else ''}number")
+        raise Malformed(f"{path} is not a {'non-negative ' if nonneg else ''}finite number")
     return float(value)
 
 
@@ -117,8 +128,9 @@ def record(result: Any, *, signers: Iterable[str], sha256: str) -> dict:
         raise Malformed("environment.gpu_models is not a list of names")
     cpu = _str(result, "environment.cpu_model")
     batch = _get(result, "workload.batch_size")
-    if batch is not None and not (isinstance(batch, int) and not isinstance(batch, bool) and batch >= 0):
-        raise Malformed("workload.batch_size is not a count")
+    if batch is not None and not (isinstance(batch, int) and not isinstance(batch, bool)
+                                  and 0 <= batch <= MAX_BATCH_SIZE):
+        raise Malformed(f"workload.batch_size is not a count from 0 to {MAX_BATCH_SIZE}")
     flagged = _get(result, "environment.contention.flagged")
     partial = result.get("partial")
     below = _get(result, f"metrics.{phase}.below_resolution")

@@ -123,25 +123,6 @@ BOARD_SELECT: tuple[str, ...] = (
 )
 
 
-def _bump(conn: sqlite3.Connection) -> None:
-    """Count a change of the results or board table (see :meth:`Index.result_state`)."""
-    conn.execute("INSERT INTO meta (key, value) VALUES ('results', 1) ON CONFLICT(key) DO UPDATE SET value = value + 1")
-
-
-def _board_value(value: Any, kind: str) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, (list, tuple)):
-        return "\n".join(str(v) for v in value)
-    if isinstance(value, bool):
-        return int(value)
-    if kind == "REAL":
-        return _number(value)
-    if kind == "INTEGER":
-        return value if isinstance(value, int) else None
-    return str(value)
-
-
 def _finite(value: Any) -> float:
     number = float(value)
     if not math.isfinite(number):
@@ -189,7 +170,7 @@ def _has_table(conn: sqlite3.Connection, name: str) -> bool:
 
 
 def _bump(conn: sqlite3.Connection) -> None:
-    """Count a change of the results table (see :meth:`Index.result_state`)."""
+    """Count a change of the results or board table (see :meth:`Index.result_state`)."""
     conn.execute("INSERT INTO meta (key, value) VALUES ('results', 1) ON CONFLICT(key) DO UPDATE SET value = value + 1")
 
 
@@ -206,8 +187,8 @@ def _board_value(value: Any, kind: str) -> Any:
         return int(value)
     if kind == "REAL":
         return _number(value)
-    if kind == "INTEGER":
-        return value if isinstance(value, int) else None
+    if kind == "INTEGER":  # an SQLite INTEGER is signed 64-bit: a larger int would raise OverflowError
+        return value if isinstance(value, int) and -MAX_QUERY_INT - 1 <= value <= MAX_QUERY_INT else None
     return str(value)
 
 
@@ -216,7 +197,7 @@ def _number(value: Any) -> float | None:
         return None
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond the float range
         return None
     return number if math.isfinite(number) else None
 
