@@ -264,3 +264,93 @@ def test_serve_follows_edits_of_the_trust_file(tmp_path, monkeypatch):
     trust_policy.remove(signing.did_key(OTHER))
     now[0] += 2
     assert client.get("/api/v1/leaderboard").json()["rows"] == []
+
+
+# ----------------------------------------------------------------------------- documents of any shape
+
+
+def _rich_doc() -> dict:
+    """A result with every part the result page reads."""
+    doc = copy.deepcopy(minimal_doc())
+    doc["workload"]["digest"] = WORK
+    doc["profile"]["resolved"] = {"name": "t", "model": {"kind": "synthetic-llama", "layers": 2},
+                                  "run": {"repeats": 3, "backend": "cpu"}}
+    doc["metrics"]["decode"].update({"j_per_token_iqr": 0.01, "duration_s": 1.0, "window_s": 1.2, "inner_repeats": 2,
+                                     "below_resolution": False, "energy_j": 1.0})
+    doc["energy"].update({"total_j": 1.0, "marginal_j": 0.5, "scope": {"described": "the CPU package"}})
+    doc["carbon"].update({"region_name": "France", "pue": 1.2})
+    doc["environment"].update({"gpu_models": ["G"], "os": "Linux", "python": "3.11", "cpu_count_physical": 4,
+                               "libraries": {"torch": "2.13.0"},
+                               "contention": {"other_cpu_fraction": 0.1, "flagged": False}})
+    doc["warnings"] = ["w"]
+    doc["partial"], doc["partial_reason"] = False, None
+    return doc
+
+
+def _odd(kind: str) -> dict:
+    doc = _rich_doc()
+    if kind == "profile-string":
+        doc["profile"] = "just-a-string"
+    elif kind == "window-string":
+        doc["metrics"]["decode"]["window_s"] = "x"
+    elif kind == "contention-string":
+        doc["environment"]["contention"] = {"other_cpu_fraction": "lots"}
+    elif kind == "samples-int":
+        doc["metrics"]["decode"]["j_per_token_samples"] = 5
+    return doc
+
+
+@pytest.mark.parametrize("kind", ["profile-string", "window-string", "contention-string", "samples-int"])
+def test_a_validly_signed_result_with_an_odd_field_has_a_page(site, kind):
+    env = signing.sign_result(_odd(kind), OTHER, "r.json")  # any key's valid signature is stored and listed
+    cid, _ = store_envelope(env, signing.verify_envelope(env), site.store)
+    page = site.get(f"/result/{cid}")
+    assert page.status_code == 200 and "Provenance" in page.text
+    assert site.get(f"/result/{cid}/profile.toml").status_code == 200
+    assert site.get("/?view=untrusted").status_code == 200
+    if kind == "window-string":
+        assert ">x<" not in page.text  # a string where a number belongs is shown as absent
+
+
+def _paths(node, prefix=()):
+    """Every path of a document (objects and lists, and their leaves)."""
+    yield prefix
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for k, v in items:
+        yield from _paths(v, prefix + (k,))
+
+
+def _replaced(doc, path, value):
+    doc = copy.deepcopy(doc)
+    target = doc
+    for k in path[:-1]:
+        target = target[k]
+    target[path[-1]] = value
+    return doc
+
+
+def test_every_field_of_any_type_renders_the_result_page_and_the_static_site(tmp_path):
+    from typer.testing import CliRunner
+
+    from greenbench.cli import app
+    from greenbench.leaderboard.html import ServerLinks, profile_toml, result_page
+    from greenbench.publish import envelope_block
+
+    base = _rich_doc()
+    odd_values = ["<odd>\x1b[2J", [1, "x", None], None, 2**64, {"k": []}, -1.5e308, True]
+    store = LocalStore(tmp_path / "store")
+    n = 0
+    for path in list(_paths(base))[1:]:
+        for value in odd_values:
+            doc = _replaced(base, path, value)
+            env = signing.sign_result(doc, KEY, "r.json")
+            cid, block = envelope_block(env)
+            html = result_page(str(cid), block, None, ServerLinks())  # raises on a shape it cannot show
+            assert "\x1b" not in html and "<odd>" not in html, path
+            assert "\x1b" not in profile_toml(doc)
+            if n % 7 == 0:  # a sample of them in one store, for the static site
+                store_envelope(env, signing.verify_envelope(env), store)
+            n += 1
+    assert n > 300
+    res = CliRunner().invoke(app, ["leaderboard", "--store", str(store.root), "--html", str(tmp_path / "site")])
+    assert res.exit_code == 0 and res.exception is None, res.output

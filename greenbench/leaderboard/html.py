@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from urllib.parse import urlencode
 
 from greenbench.leaderboard import FILTERS, LANE_LABEL, SORT_KEYS, Board
 from greenbench.leaderboard import svg
+from greenbench.leaderboard.access import Fields, as_text, clean
 from greenbench.leaderboard.units import si
 
 __all__ = ["View", "ServerLinks", "StaticLinks", "Orders", "parse_view", "ordered_rows", "sorted_by", "index_page", "result_page",
@@ -43,6 +45,17 @@ CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form
 _ENV = None
 
 
+def _clean_output(value: Any) -> Any:
+    """Every value a template writes, without control characters (terminal escape sequences and the like:
+    :func:`~greenbench.leaderboard.access.clean`; newlines kept); markup stays markup."""
+    if isinstance(value, str):
+        from markupsafe import Markup
+
+        cleaned = clean(value, lines=True)
+        return Markup(cleaned) if isinstance(value, Markup) else cleaned
+    return value
+
+
 def _env():
     global _ENV
     if _ENV is None:
@@ -54,6 +67,7 @@ def _env():
             trim_blocks=True,
             lstrip_blocks=True,
             undefined=jinja2.StrictUndefined,
+            finalize=_clean_output,
         )
         _ENV.filters["si"] = si
         _ENV.globals["LANE_LABEL"] = LANE_LABEL
@@ -425,72 +439,143 @@ def _envelope_parts(block: bytes) -> tuple[dict, dict, list[str]]:
     return env, verified.result, list(verified.signers)
 
 
-def profile_toml(doc: dict) -> str:
-    """The resolved profile of a result as TOML, to run the same work again (``greenbench run FILE``)."""
-    resolved = (doc.get("profile") or {}).get("resolved")
+_BARE_KEY = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+def _toml_str(text: str) -> str:
+    """A TOML basic string: JSON's escapes are TOML's, but for DEL (TOML wants it escaped) and lone
+    surrogates (not Unicode scalar values: TOML cannot hold them, UTF-8 cannot encode them)."""
+    text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace") if _has_surrogate(text) else text
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def _has_surrogate(text: str) -> bool:
+    return any("\ud800" <= c <= "\udfff" for c in text)
+
+
+def _toml_key(key: str) -> str:
+    """A TOML key: bare when it may be (letters, digits, ``_``, ``-``), else a quoted basic string."""
+    return key if key and set(key) <= _BARE_KEY else _toml_str(key)
+
+
+def _toml_value(v: Any) -> str | None:
+    """A TOML value of a JSON scalar or a list of them; None for what TOML cannot hold here (null, an
+    integer beyond 64 bits, a table inside a list)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v) if -(2**63) <= v < 2**63 else None
+    if isinstance(v, float):
+        return repr(v) if math.isfinite(v) else None
+    if isinstance(v, str):
+        return _toml_str(v)
+    if isinstance(v, list):
+        parts = [_toml_value(x) for x in v]
+        return None if any(p is None for p in parts) else "[" + ", ".join(parts) + "]"
+    return None
+
+
+def profile_toml(doc: Any) -> str:
+    """The resolved profile of a result as TOML, to run the same work again (``greenbench run FILE``).
+    Any key is quoted as TOML needs; a value TOML cannot hold (null, a table nested twice) is left out,
+    and a line says so."""
+    f = Fields(doc)
+    resolved = f.get("profile.resolved")
     if not isinstance(resolved, dict):
         return "# this result does not carry its resolved profile (made by an older greenbench)\n"
-
-    def value(v: Any) -> str | None:
-        if v is None:
-            return None
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (int, float)):
-            return json.dumps(v)
-        if isinstance(v, str):
-            return json.dumps(v, ensure_ascii=False)
-        if isinstance(v, list):
-            parts = [value(x) for x in v]
-            return None if any(p is None for p in parts) else "[" + ", ".join(parts) + "]"
-        return None
-
-    head = [f"# profile of result {doc.get('profile', {}).get('name', '?')} ({doc.get('profile', {}).get('digest', '?')})",
+    head = [f"# profile of result {f.text('profile.name') or '?'} ({f.text('profile.digest') or '?'})",
             "# run the same work again: greenbench run THIS_FILE"]
     body: list[str] = []
+    left_out: list[str] = []
     for k, v in resolved.items():
-        if not isinstance(v, dict) and value(v) is not None:
-            body.append(f"{k} = {value(v)}")
+        if not isinstance(v, dict):
+            text = _toml_value(v)
+            if text is None:
+                left_out.append(str(k))
+            else:
+                body.append(f"{_toml_key(str(k))} = {text}")
     for section, table in resolved.items():
         if isinstance(table, dict):
-            lines = [f"{k} = {value(v)}" for k, v in table.items() if value(v) is not None]
+            lines = []
+            for k, v in table.items():
+                text = _toml_value(v)
+                if text is None:
+                    left_out.append(f"{section}.{k}")
+                else:
+                    lines.append(f"{_toml_key(str(k))} = {text}")
             if lines:
-                body += ["", f"[{section}]"] + lines
+                body += ["", f"[{_toml_key(str(section))}]"] + lines
+    if left_out:
+        head.append("# left out (no TOML value): " + ", ".join(clean(x) for x in left_out)[:300])
     return "\n".join(head + body) + "\n"
 
 
-def result_context(cid: str, block: bytes, row: dict | None) -> dict:
-    """What the result page shows (see the template), from the stored envelope block."""
-    from greenbench.errors import GreenbenchError
+_PHASES = ("prefill", "decode", "train", "block")
 
-    env, doc, signers = _envelope_parts(block)
-    m = doc.get("metrics") if isinstance(doc.get("metrics"), dict) else {}
-    phases = []
-    for name in ("prefill", "decode", "train", "block"):
-        p = m.get(name)
-        if isinstance(p, dict):
-            phases.append({"name": name, **{k: p.get(k) for k in (
-                "j_per_token", "j_per_token_iqr", "tokens_per_s", "duration_s", "window_s", "inner_repeats",
-                "below_resolution", "energy_j")}})
-    samples = {name: [v for v in (m.get(name) or {}).get("j_per_token_samples") or [] if isinstance(v, (int, float))]
-               for name in ("prefill", "decode", "train", "block") if isinstance(m.get(name), dict)}
-    energy = doc.get("energy") if isinstance(doc.get("energy"), dict) else {}
-    meters = [x for x in energy.get("meters") or [] if isinstance(x, dict)]
+
+def _scenarios(doc: Any) -> tuple[list[dict], str | None]:
+    """The carbon scenario rows of a document, each field typed; or ``([], why)``."""
+    from greenbench.carbon import scenarios
+
     try:
-        from greenbench.carbon import scenarios
+        rows = scenarios(doc)
+    except Exception as exc:  # noqa: BLE001 - any shape of a signed document: the page says why, never a 500
+        return [], clean(getattr(exc, "message", None) or str(exc) or type(exc).__name__)
+    out = []
+    for r in rows if isinstance(rows, list) else []:
+        g = Fields(r)
+        out.append({"name": g.text("name"), "intensity_g_per_kwh": g.num("intensity_g_per_kwh"),
+                    "g_co2e": g.num("g_co2e"), "g_co2e_per_1k_tokens": g.num("g_co2e_per_1k_tokens"),
+                    "boundary": g.text("source.boundary")})
+    return out, None
 
-        carbon_rows, carbon_error = scenarios(doc), None
-    except (GreenbenchError, ValueError, TypeError, KeyError) as exc:
-        carbon_rows, carbon_error = [], getattr(exc, "message", str(exc))
-    env_doc = doc.get("environment") if isinstance(doc.get("environment"), dict) else {}
+
+def result_context(cid: str, block: bytes, row: dict | None) -> dict:
+    """What the result page shows (see the template), from the stored envelope block: every field read
+    through :class:`~greenbench.leaderboard.access.Fields`, so a document of any shape renders."""
+    env, doc, signers = _envelope_parts(block)
+    f = Fields(doc)
+    phases = []
+    for name in _PHASES:
+        p = f.at(f"metrics.{name}")
+        if isinstance(p.doc, dict):
+            phases.append({"name": name, "below_resolution": p.flag("below_resolution"),
+                           "inner_repeats": p.count("inner_repeats"),
+                           **{k: p.num(k) for k in ("j_per_token", "j_per_token_iqr", "tokens_per_s", "duration_s",
+                                                    "window_s", "energy_j")}})
+    samples = {name: f.nums(f"metrics.{name}.j_per_token_samples") for name in _PHASES
+               if isinstance(f.get(f"metrics.{name}"), dict)}
+    meters = [{"name": m.text("name"), "domain": m.text("domain"), "method": m.text("method"),
+               "basis": m.text("basis"), "joules": m.num("joules"), "in_total": m.get("in_total") is not False}
+              for m in map(Fields, f.tables("energy.meters"))]
+    scenario_rows, carbon_error = _scenarios(doc)
+    fraction = f.num("environment.contention.other_cpu_fraction")
+    libraries = {clean(str(k)): as_text(v) for k, v in f.table("environment.libraries").items()}
+    method = f.text("energy.method")
     return {
-        "cid": cid, "doc": doc, "row": row, "signers": signers, "phases": phases, "meters": meters,
-        "energy": energy, "carbon": doc.get("carbon") if isinstance(doc.get("carbon"), dict) else {},
-        "scenarios": carbon_rows, "carbon_error": carbon_error, "environment": env_doc,
+        "cid": cid, "row": row, "signers": [clean(s) for s in signers], "phases": phases, "meters": meters,
+        "name": f.text("profile.name"), "backend": f.text("backend"), "method": method,
+        "method_class": method if method in LANE_LABEL else "other",
+        "partial": bool(f.get("partial")), "partial_reason": f.text("partial_reason"),
+        "work": f.text("workload.digest"), "kind": f.text("workload.kind"), "created": f.text("created"),
+        "ttft_s": f.num("metrics.ttft_s"),
+        "energy": {"total_j": f.num("energy.total_j"), "marginal_j": f.num("energy.marginal_j"),
+                   "scope": f.text("energy.scope.described")},
+        "carbon": {"region": f.text("carbon.region"), "region_name": f.text("carbon.region_name"),
+                   "intensity_g_per_kwh": f.num("carbon.intensity_g_per_kwh"), "g_co2e": f.num("carbon.g_co2e"),
+                   "g_co2e_per_1k_tokens": f.num("carbon.g_co2e_per_1k_tokens"), "pue": f.num("carbon.pue")},
+        "scenarios": scenario_rows, "carbon_error": carbon_error,
+        "profile": {"name": f.text("profile.name"), "digest": f.text("profile.digest")},
+        "environment": {k: f.text(f"environment.{k}") for k in (
+            "greenbench_version", "cpu_model", "cpu_count_physical", "os", "python")},
+        "gpu_models": f.texts("environment.gpu_models"),
+        "contention": {"present": isinstance(f.get("environment.contention"), dict),
+                       "percent": None if fraction is None else 100 * fraction,
+                       "flagged": f.flag("environment.contention.flagged")},
         "repeats_chart": svg.series(samples, "J/token per repeat"),
-        "warnings": [w for w in doc.get("warnings") or [] if isinstance(w, str)],
-        "profile_toml": profile_toml(doc), "payload_type": env.get("payloadType"),
-        "libraries": env_doc.get("libraries") if isinstance(env_doc.get("libraries"), dict) else {},
+        "warnings": f.texts("warnings"),
+        "profile_toml": profile_toml(doc), "payload_type": as_text(env.get("payloadType")),
+        "libraries": libraries,
     }
 
 

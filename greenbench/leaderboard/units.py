@@ -5,7 +5,7 @@ Machine outputs (JSON, CSV) keep the exact numbers; these strings are for tables
 
 from __future__ import annotations
 
-import math
+from greenbench.leaderboard.access import finite
 
 __all__ = ["si", "rate"]
 
@@ -16,7 +16,7 @@ _PREFIXES = ((1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""), (1e-3, "m"), (1e-6, 
 def si(value: float | None, unit: str, digits: int = 3) -> str:
     """``value`` with an SI prefix: si(8.516e-05, "J") -> "85.2 µJ"; None -> "-". Tokens per second are
     written without a prefix (:func:`rate`)."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+    if not finite(value):  # None, a string, an int beyond the float range: nothing to show
         return "-"
     if unit == "tok/s":
         return rate(value)
@@ -34,7 +34,7 @@ def si(value: float | None, unit: str, digits: int = 3) -> str:
 
 def rate(value: float | None) -> str:
     """Tokens per second: whole tokens with thousands separators from 100 on, else 3 significant digits."""
-    if value is None:
+    if not finite(value):
         return "-"
     if abs(value) >= 100:
         return f"{value:,.0f} tok/s"
