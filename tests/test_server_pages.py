@@ -354,3 +354,21 @@ def test_every_field_of_any_type_renders_the_result_page_and_the_static_site(tmp
     assert n > 300
     res = CliRunner().invoke(app, ["leaderboard", "--store", str(store.root), "--html", str(tmp_path / "site")])
     assert res.exit_code == 0 and res.exception is None, res.output
+
+
+@pytest.mark.parametrize("sort", ["j_per_token", "-j_per_token", "tokens_per_s", "-created", "profile", "method"])
+def test_sorted_views_keep_the_lanes_apart(site, sort):
+    for j, method in [(0.5, "counter"), (0.001, "simulated"), (0.4, "counter"), (0.05, "estimate")]:
+        publish(site.store, j, name=f"{method}-{j}", energy={"method": method})
+    page = site.get(f"/?sort={sort}").text
+    assert re.findall(r'class="row lane-row-(\w+)"', page) == ["counter", "counter", "estimate", "simulated"]
+    assert re.findall(r'lane-head lane-head-(\w+)', page) == ["counter", "estimate", "simulated"]
+    if sort == "j_per_token":
+        assert re.findall(r'class="result-link">([^<]+)<', page) == ["counter-0.4", "counter-0.5", "estimate-0.05",
+                                                                      "simulated-0.001"]
+    from greenbench.leaderboard import from_store
+    from greenbench.leaderboard.html import Orders, ordered_rows, parse_view
+
+    board = from_store(site.store, TRUST)
+    view = parse_view({"sort": sort})
+    assert [r["cid"] for r in Orders(board).rows(view)] == [r["cid"] for r in ordered_rows(board, view)]

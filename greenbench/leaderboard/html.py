@@ -37,6 +37,8 @@ __all__ = ["View", "ServerLinks", "StaticLinks", "Orders", "parse_view", "ordere
            "result_context", "write_site", "PAGE_SIZE", "CSP", "Facets", "charts_for"]
 
 PAGE_SIZE = 50
+#: The order of the lanes in every listing: measurements first.
+LANE_ORDER = {"counter": 0, "estimate": 1, "simulated": 2}
 #: Points per lane a chart draws at most (the best by rank); a note under the chart says so.
 CHART_POINTS = 150
 #: The pages need nothing but themselves: no script, no other origin (images, fonts, styles all inline).
@@ -155,21 +157,32 @@ def _filtered(rows: list, wanted: dict[str, str]) -> list:
 
 
 def _order(columns: list, n: int, sort: str) -> list[int]:
-    """Positions ``0..n-1`` sorted by ``sort`` over column tuples (``zip(*rows)``): rows without a value
-    last either way, equal values in board order. The values are read once; the positions are sorted by
-    them (no Python call per comparison)."""
+    """Positions ``0..n-1`` sorted by ``sort`` over column tuples (``zip(*rows)``); ``rank`` is the board's
+    order (groups, and lanes apart within each). Any other key sorts lane by lane: the
+    measured (counter) rows first, then the estimated, then the simulated ones, each sorted apart, so an
+    estimate or a simulation never sits among measurements in one "#" column. Within a lane, rows without
+    a value last either way, equal values in board order. The values are read once; the positions are
+    sorted by them (no Python call per comparison)."""
     from greenbench.leaderboard import _AT
 
     name = sort.lstrip("-")
     desc = sort.startswith("-")
-    if name == "rank":
+    if name == "rank":  # the board's own order: group by group, lane by lane within one, by rank
         return list(range(n - 1, -1, -1)) if desc else list(range(n))
     if n == 0:
         return []
+    lanes = columns[_AT["lane"]]
+    by_lane: dict[Any, list[int]] = {}
+    for i in range(n):
+        by_lane.setdefault(lanes[i], []).append(i)
     values = columns[_AT[{"method": "lane"}.get(name, name)]]
-    known = [i for i in range(n) if values[i] is not None]
-    known.sort(key=values.__getitem__, reverse=desc)
-    return known + [i for i in range(n) if values[i] is None]
+    out: list[int] = []
+    for lane in sorted(by_lane, key=lambda l: (LANE_ORDER.get(l, len(LANE_ORDER)), str(l))):
+        mine = by_lane[lane]
+        known = [i for i in mine if values[i] is not None]
+        known.sort(key=values.__getitem__, reverse=desc)
+        out += known + [i for i in mine if values[i] is None]
+    return out
 
 
 def sorted_by(rows: list, sort: str) -> list:
