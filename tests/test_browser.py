@@ -21,6 +21,7 @@ from greenbench.server.app import ServerConfig, create_app
 from greenbench.server.runner import BackgroundServer
 from greenbench.store.local import LocalStore
 from greenbench.trust import Trust
+from greenbench.workloads import identity
 
 from test_results import minimal_doc
 
@@ -36,6 +37,19 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 BACKENDS = [("cpu", "estimate"), ("cuda", "counter"), ("neuromorphic-sim", "simulated")]
 
 
+def work(backend: str, prompt: list[int]) -> dict:
+    """A work identity as `greenbench run` writes it: the backend (and a simulated device's parameters)
+    are in it, so each backend's results have their own workload.digest, while the task is shared."""
+    ident = {"kind": "inference", "backend": backend, "dtype": "fp32" if backend != "cuda" else "fp16",
+             "model": {"source": "generated", "kind": "synthetic-llama",
+                       "config": {"layers": 2, "hidden": 64, "seed": 0, "builder_version": 1,
+                                  "dtype": "fp32" if backend != "cuda" else "fp16"}},
+             "prompt_token_ids": prompt, "max_new_tokens": 16, "batch_size": 1}
+    if backend.endswith("-sim"):
+        ident["sim"] = {"device": "loihi2-like"}
+    return ident
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     store = LocalStore(tmp_path_factory.mktemp("browser") / "store")
@@ -44,7 +58,8 @@ def server(tmp_path_factory):
         backend, method = BACKENDS[i % 3]
         doc["backend"], doc["energy"]["method"] = backend, method
         doc["profile"]["name"] = f"model-{i:02d}"
-        doc["workload"]["digest"] = "sha256:" + ("ab" if i % 4 else "cd") * 32
+        ident = work(backend, [1, 2, 3] if i % 4 else [7, 8])  # two tasks, each on three backends
+        doc["workload"]["identity"], doc["workload"]["digest"] = ident, identity.digest(ident)
         d = doc["metrics"]["decode"]
         d["j_per_token"] = 1e-4 * (1 + (i * 37) % 61)
         d["tokens_per_s"] = 50.0 + (i * 13) % 97
@@ -52,6 +67,7 @@ def server(tmp_path_factory):
         doc["created"] = f"2026-02-{1 + i % 28:02d}T00:00:00Z"
         env = signing.sign_result(doc, OTHER if i == 62 else KEY, f"r{i}.json")
         store_envelope(env, signing.verify_envelope(env), store)
+    assert len({identity.digest(work(b, [1, 2, 3])) for b, _ in BACKENDS}) == 3  # one work digest per backend
     app = create_app(ServerConfig(store=store, board_trust=Trust(frozenset({signing.did_key(KEY)}), "test")))
     with BackgroundServer(app) as srv:
         yield srv
@@ -80,7 +96,7 @@ def test_leaderboard_in_chromium(server, browser, javascript):
     try:
         page.goto(server.url + "/")
         assert page.title().startswith("greenbench leaderboard")
-        assert page.locator("#leaderboard tbody tr").count() == 50
+        assert page.locator("#leaderboard tbody tr.row").count() == 50
         # the charts were drawn: two SVGs with markers of more than one lane, visibly laid out
         charts = page.locator("#charts svg.chart")
         assert charts.count() == 2
@@ -89,15 +105,24 @@ def test_leaderboard_in_chromium(server, browser, javascript):
             assert box and box["width"] > 300 and box["height"] > 150
         assert page.locator("#charts svg .pt").count() >= 10
         assert page.locator("#charts svg .pt.counter").count() and page.locator("#charts svg .pt.estimate").count()
-        # sort by J/token, ascending then descending
+        # J/token by backend: the work group's task, run on three backends (three work digests)
+        labels = page.eval_on_selector_all("#charts svg.strip text", "els => els.map(e => e.textContent)")
+        assert {"cpu", "cuda", "neuromorphic-sim"} <= set(labels)
+        for lane in ("counter", "estimate", "simulated"):
+            assert page.locator(f"#charts svg.strip .pt.{lane}").count()
+        # sort by J/token, ascending then descending: lane by lane (measured first), sorted within each
         page.click("th a[data-sort=j_per_token]")
         assert "sort=j_per_token" in page.url
-        up = _values(page, "#leaderboard td.jpt")
-        assert up == sorted(up) and len(up) == 50
+        lanes = page.eval_on_selector_all("#leaderboard tr.row", "els => els.map(e => e.className)")
+        assert len(lanes) == 50 and lanes == sorted(lanes, key=lambda c: ["counter", "estimate", "simulated"].index(
+            c.split("lane-row-")[1]))
+        for lane in ("counter", "estimate", "simulated"):
+            up = _values(page, f"#leaderboard tr.lane-row-{lane} td.jpt")
+            assert up == sorted(up)
         page.click("th a[data-sort=j_per_token]")
         assert "sort=-j_per_token" in page.url
-        down = _values(page, "#leaderboard td.jpt")
-        assert down == sorted(down, reverse=True)
+        down = _values(page, "#leaderboard tr.lane-row-counter td.jpt")
+        assert down == sorted(down, reverse=True) and len(down) > 1
         # filter by backend, keeping the sort
         page.select_option("#filter-backend", "cuda")
         page.click("#apply-filters")
@@ -107,7 +132,7 @@ def test_leaderboard_in_chromium(server, browser, javascript):
         # the next page, then the results signed by unknown keys
         page.goto(server.url + "/")
         page.click("#next-page")
-        assert "page=2" in page.url and page.locator("#leaderboard tbody tr").count() == 12
+        assert "page=2" in page.url and page.locator("#leaderboard tbody tr.row").count() == 12
         page.click("#untrusted-link") if page.locator("#untrusted-link").count() else page.goto(server.url + "/?view=untrusted")
         assert "Signed by unknown keys (1)" in page.inner_text("h2#untrusted")
         # a result page: its chart of J/token per repeat and its provenance

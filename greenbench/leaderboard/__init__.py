@@ -39,7 +39,7 @@ SORT_KEYS = ("rank", "profile", "backend", "hardware", "method", "j_per_token", 
              "tokens_per_s", "ttft_s", "g_co2e_per_1k_tokens", "region", "created", "batch_size")
 #: The fields of a row, in the order CSV columns and the documentation list them.
 ROW_FIELDS = (
-    "group", "group_basis", "lane", "rank", "lane_size", "method", "profile", "profile_digest", "kind", "backend",
+    "group", "group_basis", "task", "lane", "rank", "lane_size", "method", "profile", "profile_digest", "kind", "backend",
     "hardware", "region", "created", "batch_size", "sweep", "metric", "j_per_token", "prefill_j_per_token",
     "decode_j_per_token", "train_j_per_token", "tokens_per_s", "prefill_tokens_per_s", "ttft_s", "energy_j",
     "g_co2e_per_1k_tokens", "flagged", "partial", "below_resolution", "trusted", "signer", "signers", "cid", "cids",
@@ -50,7 +50,7 @@ ROW_FIELDS = (
 # as "group"), then the fields ranking adds.
 _COLUMNS = ("cid", "sha256", "signers", "group", "lane", "partial", "j_per_token", "created", "verdict", "static",
             "profile", "backend", "hardware", "region", "kind", "tokens_per_s", "ttft_s", "g_co2e_per_1k_tokens",
-            "prefill_j_per_token", "batch_size", "sweep")
+            "prefill_j_per_token", "batch_size", "sweep", "task")
 #: Ranking reads only the first RANK_COLUMNS of a row.
 RANK_COLUMNS = 10
 _ADDED = ("cids", "signer", "trusted", "rank", "lane_size", "_fields")

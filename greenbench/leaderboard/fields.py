@@ -8,6 +8,10 @@ Terms:
         max_new_tokens, batch, dtype, backend: :mod:`greenbench.workloads.identity`). Only results of one
         group are compared. A result made before ``workload.digest`` existed is grouped by its
         ``profile.digest`` instead (``group_basis: "profile"``), which also changes with ``--repeats``.
+    task: the group without the backend, its device, the dtype and a simulated device's parameters
+        (:func:`greenbench.workloads.identity.task_digest` of ``workload.identity``): results of one task did
+        the same job on different backends, so the "J/token by backend" chart compares them (ranks stay per
+        group). None for a result without ``workload.identity``.
     lane: how the ranked joules were obtained, ``energy.method``: ``counter`` (a hardware energy counter),
         ``estimate`` (a model) or ``simulated`` (a simulator's cost model). Each lane is ranked apart, so an
         estimate never outranks a measurement.
@@ -25,7 +29,7 @@ __all__ = ["FIELDS_VERSION", "LANES", "MAX_BATCH_SIZE", "DYNAMIC", "Malformed", 
 
 #: Bumped whenever :func:`record` changes what it extracts: index rows of an older version are extracted
 #: again from their stored envelopes (``greenbench store reindex``, or the leaderboard on first use).
-FIELDS_VERSION = 1
+FIELDS_VERSION = 2
 LANES = ("counter", "estimate", "simulated")
 #: Row fields that depend on the other stored results and the trust policy, not on the result alone.
 DYNAMIC = ("cid", "cids", "signers", "signer", "trusted", "rank", "lane_size")
@@ -87,6 +91,19 @@ def _str(doc: dict, path: str) -> str | None:
     return value
 
 
+def _task(result: dict) -> str | None:
+    """The task digest (module docstring) of a result, None without a usable ``workload.identity``."""
+    from greenbench.workloads.identity import task_digest
+
+    ident = _get(result, "workload.identity")
+    if not isinstance(ident, dict):
+        return None
+    try:
+        return task_digest(ident)
+    except (ValueError, TypeError, RecursionError):
+        return None
+
+
 def static_json(rec: dict) -> str:
     """The record's fields that do not change with other results or the trust policy, as compact JSON
     (kept in the index beside the columns, so a leaderboard of 100,000 rows is written without encoding
@@ -137,6 +154,7 @@ def record(result: Any, *, signers: Iterable[str], sha256: str) -> dict:
     value = _num(result, f"metrics.{phase}.j_per_token")
     created = _get(result, "created")
     return {
+        "task": _task(result),
         "sha256": sha256,
         "signers": list(dict.fromkeys(signers)),
         "group": group,

@@ -10,8 +10,10 @@ Terms:
         (:class:`StaticLinks`: ``index.html``, ``page-N.html``, ``group-<digest>.html``,
         ``result/<cid>.html``, with the raw envelope block, a CAR of it and the profile beside it).
     charts: per work group, J/token against tokens/s (batch sweeps drawn as lines, one energy method
-        each, through :func:`greenbench.sweep.curve`) and J/token by backend; SVG drawn here
-        (:mod:`.svg`), nothing loaded from another host.
+        each, through :func:`greenbench.sweep.curve`); and J/token by backend across the group's *task*
+        (the same job on any backend, device or dtype: :mod:`greenbench.leaderboard.fields`), since a work
+        group holds one backend by definition. SVG drawn here (:mod:`.svg`), nothing loaded from another
+        host.
 
 Templates (Jinja2, ``templates/``) escape every value by default: a profile called ``<script>`` is shown,
 never run. Pages send a Content-Security-Policy that allows no script and no other origin at all.
@@ -355,7 +357,8 @@ def _sweep_docs(rows: list[dict]) -> list[dict]:
 
 def charts_for(board: Board, group: str | None, links) -> dict:
     """The charts of one work group (the most populated one when ``group`` is None): ``{"group", "scatter",
-    "strip"}`` (SVG text), or ``{}`` when there are no trusted rows."""
+    "strip", "task", "task_size"}`` (the charts as SVG text; ``strip`` is drawn over the group's task), or
+    ``{}`` when there are no trusted rows."""
     from greenbench.sweep import curve
 
     if not board.rows:
@@ -390,13 +393,42 @@ def charts_for(board: Board, group: str | None, links) -> dict:
         if lines:
             note = (note + "; " if note else "") + "dashed: a batch sweep (each batch size is other work)"
     title = f"J/token against tokens/s ({rows[0]['profile'] or 'work'} {group[:19]}…)"
-    strip_pts = [{"category": r["backend"], "y": r["j_per_token"], "lane": r["lane"], "label": label(r),
-                  "href": links.result(r["cid"])} for r in shown]
     return {
         "group": group,
         "scatter": svg.scatter(points, title, lines, note),
-        "strip": svg.strip(strip_pts, "J/token by backend (measured, estimated and simulated apart)", note),
+        **_backend_chart(board, rows, links, label),
     }
+
+
+def _backend_chart(board: Board, rows: list, links, label) -> dict:
+    """J/token by backend across the results of the task of ``rows`` (a work group): the same job on any
+    backend, device or dtype (:func:`greenbench.workloads.identity.task`), each lane its own marker.
+    ``{"task", "task_size", "strip"}``."""
+    from greenbench.leaderboard import _AT
+
+    task = rows[0]["task"]
+    if task is None:  # made before results carried workload.identity: its own work group only
+        same = rows
+    else:
+        at = _AT["task"]
+        same = [r for r in board.rows if list.__getitem__(r, at) == task]
+    shown, left_out = [], 0
+    for lane in ("counter", "estimate", "simulated"):
+        mine = sorted((r for r in same if r["lane"] == lane and r["j_per_token"] is not None),
+                      key=lambda r: r["j_per_token"])
+        shown += mine[:CHART_POINTS]
+        left_out += max(0, len(mine) - CHART_POINTS)
+    notes = [f"best {CHART_POINTS} per energy method shown ({left_out} more)"] if left_out else []
+    backends = len({r["backend"] for r in shown})
+    if task is None:
+        notes.append("these results do not name their task: their work group only")
+    elif backends < 2:
+        notes.append("no other backend has run this task yet")
+    points = [{"category": r["backend"], "y": r["j_per_token"], "lane": r["lane"], "label": label(r),
+               "href": links.result(r["cid"])} for r in shown]
+    return {"task": task, "task_size": len(same),
+            "strip": svg.strip(points, "J/token by backend, same task (measured, estimated and simulated apart)",
+                               "; ".join(notes))}
 
 
 # --------------------------------------------------------------------------- pages

@@ -114,13 +114,17 @@ BOARD_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("batch_size", "INTEGER", "batch_size"),
     ("sweep", "TEXT", "sweep"),
     ("static", "TEXT", "static"),
+    ("task", "TEXT", "task"),
 )
 #: The columns :meth:`Index.board_rows` returns per row, in this order.
 BOARD_SELECT: tuple[str, ...] = (
     "cid", "sha256", "signers", "work", "lane", "partial", "j_per_token", "created", "verdict", "static", "profile",
     "backend", "hardware", "region", "kind", "tokens_per_s", "ttft_s", "g_co2e_per_1k_tokens", "prefill_j_per_token",
-    "batch_size", "sweep",
+    "batch_size", "sweep", "task",
 )
+#: Board columns added after the table was first made: (column, SQL type); an older index gets them
+#: (ALTER TABLE) when it is opened for writing, and reads give NULL for them until then.
+_ADDED_BOARD_COLUMNS = (("task", "TEXT"),)
 
 
 def _finite(value: Any) -> float:
@@ -257,6 +261,10 @@ class Index:
                     conn.close()
                     raise StoreError(f"cannot put the index {self.path} in WAL mode (got {mode})")
                 conn.executescript(_SCHEMA.replace("{board}", ",\n    ".join(f"{n} {t}" for n, t, _ in BOARD_COLUMNS)))
+                have = {r[1] for r in conn.execute("PRAGMA table_info(board)")}
+                for name, kind in _ADDED_BOARD_COLUMNS:
+                    if name not in have:
+                        conn.execute(f"ALTER TABLE board ADD COLUMN {name} {kind}")
                 break
             except sqlite3.OperationalError as exc:
                 if "locked" in str(exc) and time.monotonic() < deadline:
@@ -546,7 +554,11 @@ class Index:
         first ``columns``), oldest first."""
         if self._board_ready() is None:
             return []
-        names = ", ".join(BOARD_SELECT[:columns])
+        wanted = BOARD_SELECT[:columns]
+        if any(name in wanted for name, _ in _ADDED_BOARD_COLUMNS):  # an older index not written to since
+            have = {r[1] for r in self._read("board", "PRAGMA table_info(board)")}
+            wanted = tuple(n if n in have else f"NULL AS {n}" for n in wanted)
+        names = ", ".join(wanted)
         return self._read("board", f"SELECT {names} FROM board WHERE fields = ? ORDER BY rowid", (fields,))
 
     def read_sql(self, sql: str, args: Any = ()) -> list[tuple]:

@@ -9,6 +9,12 @@ its weights exactly; an exported model: the sha256 of its weight files); the pro
 ``max_new_tokens`` and the batch size; the model's dtype; for training, the ``[train]`` settings; for a
 simulated backend, its ``[sim]`` parameters (the simulated device).
 
+The *task* (:func:`task`) is the work identity without what says where and in which number format it
+ran: the backend, its device, the dtype (and the graph and quantisation options of a generated model's
+config) and a simulated backend's ``[sim]`` parameters. Results of one task did the same job (same model
+architecture and seed, prompt, ``max_new_tokens``, batch), so the leaderboard's "J/token by backend" chart
+compares backends across them; they are still ranked only within their work digest.
+
 Not in it (how the work was run): repeats, warmup, idle seconds, threads, meters, scope, window
 periods, region, PUE, output paths. Those are in ``profile.digest``, which changes with any of them.
 """
@@ -22,7 +28,7 @@ from pathlib import Path
 
 from greenbench.canonical import canonical_bytes
 
-__all__ = ["identity", "digest", "weights_digest"]
+__all__ = ["identity", "digest", "weights_digest", "task", "task_digest"]
 
 #: File names that hold a model's weights in an export directory.
 _WEIGHT_SUFFIXES = (".onnx", ".onnx.data", ".data", ".safetensors", ".bin", ".pt")
@@ -109,3 +115,24 @@ def _generated_config(profile, model_info: dict) -> dict:
 def digest(ident: dict) -> str:
     """``sha256:<hex>`` of the identity's canonical JSON."""
     return "sha256:" + hashlib.sha256(canonical_bytes(ident)).hexdigest()
+
+
+#: Identity keys that say where and in which number format the work ran (not which task it was).
+_NOT_TASK = ("backend", "device", "dtype", "sim")
+#: Keys of a generated model's config that choose its number format or graph, not its architecture.
+_NOT_TASK_CONFIG = ("dtype", "graph", "int4_block_size", "int4_accuracy_level", "position_ids")
+
+
+def task(ident: dict) -> dict:
+    """The task of a work identity (module docstring): ``ident`` without backend, device, dtype and
+    simulated-device parameters."""
+    out = {k: v for k, v in ident.items() if k not in _NOT_TASK}
+    model = out.get("model")
+    if isinstance(model, dict) and isinstance(model.get("config"), dict):
+        out["model"] = {**model, "config": {k: v for k, v in model["config"].items() if k not in _NOT_TASK_CONFIG}}
+    return out
+
+
+def task_digest(ident: dict) -> str:
+    """``sha256:<hex>`` of :func:`task` (``ValueError``/``TypeError`` for an identity that is not JSON)."""
+    return digest(task(ident))
