@@ -80,8 +80,35 @@ def test_duplicates_are_one_row_with_every_signer():
     records = [rec(d, "cid-1", (DIDS[1],)), rec(d, "cid-2", (DIDS[0], DIDS[2])), rec(d, "cid-3", (DIDS[2],))]
     board = build(records, {DIDS[0]})
     (row,) = board.rows
-    assert row["signers"] == [DIDS[1], DIDS[0], DIDS[2]] and row["cids"] == ["cid-1", "cid-2", "cid-3"]
-    assert row["cid"] == "cid-1" and row["signer"] == DIDS[0] and row["trusted"] and row["rank"] == 1
+    assert row["signers"] == [DIDS[1], DIDS[0], DIDS[2]] and row["cids"] == ["cid-2", "cid-1", "cid-3"]
+    assert row["cid"] == "cid-2" and row["signer"] == DIDS[0] and row["trusted"] and row["rank"] == 1
+
+
+def test_a_ranked_duplicate_points_at_an_envelope_a_trusted_key_signed(tmp_path):
+    d = doc(0.2)
+    records = [rec(d, "by-unknown", (DIDS[1],)), rec(d, "by-trusted", (DIDS[0],)), rec(d, "by-both", (DIDS[2], DIDS[0]))]
+    row = build(records, {DIDS[0]}).rows[0]
+    assert row["cid"] == "by-trusted" and row["cids"] == ["by-trusted", "by-unknown", "by-both"]
+    assert row["signer"] == DIDS[0] and row["signers"] == [DIDS[1], DIDS[0], DIDS[2]]
+    assert build(records, {DIDS[2]}).rows[0]["cid"] == "by-both"
+    assert build(records, {DIDS[1]}).rows[0]["cid"] == "by-unknown"
+    assert build(records, set()).untrusted[0]["cid"] == "by-unknown"  # unranked: the first stored
+    # the same through a store: the result page of the row says who signed the envelope it links to
+    from greenbench.leaderboard.html import ServerLinks, result_page
+
+    cids = []
+    for key in (KEYS[1], KEYS[0]):
+        env = signing.sign_result(d, key, "r.json")
+        cid, block = publish.envelope_block(env)
+        store = LocalStore(tmp_path / "st")
+        store.put_verified(cid, block)
+        store.index_result(cid, publish.index_info(signing.verify_envelope(env)))
+        cids.append(str(cid))
+    row = from_store(store, {DIDS[0]}).rows[0]
+    assert row["cid"] == cids[1] and row["rank"] == 1
+    page = result_page(row["cid"], store.get_block(row["cid"]), row, ServerLinks())
+    provenance = page[page.index('id="provenance"'):]
+    assert DIDS[0] in provenance.split("also stored as")[0] and f"/ipfs/{cids[1]}?format=raw" in page
 
 
 def test_nulls_partials_and_busy_machines():

@@ -5,7 +5,9 @@ Terms (the record fields, group, lane and primary metric: :mod:`greenbench.leade
         without a trust file, the local signing key alone). Only trusted results are ranked; the others
         are listed apart as "signed by unknown keys" (``untrusted``), or hidden with ``trusted_only``.
     duplicate: two stored envelopes with the same in-toto subject digest are the same result, whoever
-        signed them: one row, listing every signer (``signers``) and every envelope (``cids``).
+        signed them: one row, listing every signer (``signers``) and every envelope (``cids``). A ranked
+        row's ``cid`` (its page, raw block and CAR) is an envelope a trusted key signed, even when an
+        unknown key stored the result first.
     rank: 1..n within a group and lane, among the trusted, complete (not ``partial``) results that have a
         value of the primary metric, lower first (ties: earlier ``created``, then CID). Rows measured on a
         busy machine (``flagged``) are ranked and marked. A row whose primary phase was below the meters'
@@ -189,6 +191,8 @@ def rank(rows: list, trust, *, trusted_only: bool = False, include_partial: bool
     skipped = [{"cid": t[_CID], "reason": t[_VERDICT] or "not verified"} for t in rows if t[_VERDICT] != "ok"]
     ok = [t for t in rows if t[_VERDICT] == "ok"] if skipped else rows
     merged: dict[int, tuple[list, list]] = {}
+    #: the envelopes of a result stored more than once: (row tuple, its own signers), in store order
+    copies: dict[int, list[tuple[tuple, list]]] = {}
     if len({t[_SHA] for t in ok}) != len(ok):  # the same result stored again (another signer, another spelling)
         first: dict[str, tuple] = {}
         for t in ok:
@@ -196,11 +200,13 @@ def rank(rows: list, trust, *, trusted_only: bool = False, include_partial: bool
             signers = t[_SIGNERS].split("\n") if t[_SIGNERS] else []
             if got is None:
                 first[t[_SHA]] = t
-                merged[id(t)] = (signers, [t[_CID]])
+                merged[id(t)] = (list(signers), [t[_CID]])
+                copies[id(t)] = [(t, signers)]
             else:
                 have, cids = merged[id(got)]
                 have.extend(s for s in signers if s not in have)
                 cids.append(t[_CID])
+                copies[id(got)].append((t, signers))
         ok = list(first.values())
     if not include_partial:
         ok = [t for t in ok if not t[_PARTIAL]]
@@ -218,6 +224,11 @@ def rank(rows: list, trust, *, trusted_only: bool = False, include_partial: bool
         signers, cids = m if m is not None else (text.split("\n"), [t[_CID]])
         good = [s for s in signers if s in keys]
         if good:
+            if m is not None and not any(s in keys for s in copies[id(t)][0][1]):
+                # stored first by an unknown key: the row (its CID, raw and CAR links, page) is the first
+                # envelope a trusted key signed, the others listed after it
+                t = next(c for c, own in copies[id(t)] if any(s in keys for s in own))
+                cids = [t[_CID]] + [c for c in cids if c != t[_CID]]
             trusted_rows.append((t, (cids, signers, good[0])))
         elif not trusted_only:
             other_rows.append((t, (cids, signers, signers[0] if signers else None)))
