@@ -140,6 +140,30 @@ def test_results_without_a_work_digest_group_by_profile():
     assert r["group"] == "profile:" + d["profile"]["digest"] and r["group_basis"] == "profile"
 
 
+def test_exports_neutralise_formulas_markup_and_escape_sequences():
+    from greenbench.leaderboard.export import to_csv, to_markdown
+    from greenbench.leaderboard.html import ServerLinks, View, index_page
+
+    evil = doc(0.2, work="sha256:`x` [l](http://e)|\x1b[2J", backend="@SUM(1+1)", carbon__region="+cmd", energy__total_j=-0.5,
+               environment__cpu_model="\t=1", profile__name="=HYPERLINK(\"http://e\")\x1b]0;PWNED\x07")
+    board = build([rec(evil, "c1")], {DIDS[0]})
+    out = to_csv(board)
+    assert "\x1b" not in out and "\x07" not in out
+    (row,) = list(csv.DictReader(io.StringIO(out)))
+    assert row["profile"] == "'=HYPERLINK(\"http://e\")]0;PWNED" and row["backend"] == "'@SUM(1+1)"
+    assert row["region"] == "'+cmd" and row["hardware"] == "'\t=1"
+    assert row["energy_j"] == "-0.5" and row["j_per_token"] == "0.2"  # numbers stay numbers
+    md = to_markdown(board)
+    assert "\x1b" not in md and "\x07" not in md
+    assert "## work sha256:\\`x\\` \\[l\\](http://e)\\|\\[2J" in md  # no code span, no link, no broken table
+    assert "&#64;SUM(1+1)" in md and "=HYPERLINK" in md
+    for line in md.splitlines():
+        if line.startswith("| ") and "HYPERLINK" in line:
+            assert len(line.replace("\\|", "").split("|")) == 15  # 13 cells: no pipe from the data
+    html = index_page(board, View(), ServerLinks(), trust_source="t")
+    assert "\x1b" not in html and "\x07" not in html
+
+
 # ----------------------------------------------------------------------------- the index and publish
 
 

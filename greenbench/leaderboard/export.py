@@ -3,6 +3,13 @@
 Both list every row whole: full did:keys, full CIDs and digests. Markdown has one table per work group
 and lane, so measured, estimated and simulated numbers never share a "#" column; CSV has one line per
 row with every field of :data:`greenbench.leaderboard.ROW_FIELDS` (lists joined by spaces).
+
+Text from a signed result is someone else's text. Neither output carries a control character (terminal
+escape sequences: :func:`~greenbench.leaderboard.access.clean`). A CSV text cell that a spreadsheet would
+read as a formula (starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return) gets a leading
+``'``, as OWASP's "CSV Injection" guidance says; numbers are written as numbers. A Markdown cell escapes
+what Markdown or HTML would read (``\``, backticks, ``*``, ``_``, ``[``, ``]``, ``!``, ``|``, ``~``, ``#``,
+``<``, ``>``, ``&``, ``@``), so a profile name is never a link, an image, a mention, markup or a broken table.
 """
 
 from __future__ import annotations
@@ -11,9 +18,27 @@ import csv
 import io
 
 from greenbench.leaderboard import LANE_LABEL, ROW_FIELDS, Board
+from greenbench.leaderboard.access import clean
 from greenbench.leaderboard.units import si
 
 __all__ = ["to_csv", "to_markdown"]
+
+
+#: What makes a spreadsheet read a cell as a formula (OWASP, "CSV Injection").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value) -> str | int | float:
+    """A CSV cell: a number as it is; text cleaned of control characters and, when it starts like a
+    formula, prefixed with ``'`` (module docstring)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, (int, float)):
+        return value
+    text = clean(" ".join(map(str, value)) if isinstance(value, list) else str(value))
+    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 def to_csv(board: Board) -> str:
@@ -22,16 +47,21 @@ def to_csv(board: Board) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(ROW_FIELDS)
     for row in board.rows + board.untrusted:
-        w.writerow(["" if row.get(k) is None else (" ".join(row[k]) if isinstance(row.get(k), list) else row[k])
-                    for k in ROW_FIELDS])
+        w.writerow([_csv_cell(row.get(k)) for k in ROW_FIELDS])
     return buf.getvalue()
 
 
+#: Markdown and HTML significant characters of a cell, and what each becomes.
+_MD_ESCAPES = {c: "\\" + c for c in "\\`*_[]!|~#"}
+_MD_ESCAPES.update({"&": "&amp;", "<": "&lt;", ">": "&gt;", "@": "&#64;"})
+_MD_TABLE = str.maketrans(_MD_ESCAPES)
+
+
 def _md(text) -> str:
-    """A Markdown table cell: pipes escaped, no line breaks, HTML-significant characters as entities."""
+    """Markdown text (a table cell, a heading): control characters removed, line breaks as spaces, every
+    Markdown or HTML significant character escaped (module docstring)."""
     s = "-" if text is None or text == "" else str(text)
-    return (s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
-            .replace("\r", " ").replace("\n", " "))
+    return clean(s).translate(_MD_TABLE)
 
 
 def _table(rows: list[dict], ranked: bool) -> list[str]:
@@ -56,7 +86,7 @@ def to_markdown(board: Board, title: str = "greenbench leaderboard") -> str:
     if not board.rows:
         lines += ["No results from trusted signers yet.", ""]
     for group, rows in board.groups().items():
-        lines += [f"## work `{_md(group)}`", ""]
+        lines += [f"## work {_md(group)}", ""]
         for lane in ("counter", "estimate", "simulated"):
             mine = [r for r in rows if r["lane"] == lane]
             if mine:
@@ -66,5 +96,5 @@ def to_markdown(board: Board, title: str = "greenbench leaderboard") -> str:
                   "Valid signatures by keys outside the trust file: `greenbench keys trust add DID` trusts one.", ""]
         lines += _table(board.untrusted, False) + [""]
     if board.skipped:
-        lines += ["## Skipped", ""] + [f"- `{_md(s['cid'])}`: {_md(s['reason'])}" for s in board.skipped] + [""]
+        lines += ["## Skipped", ""] + [f"- {_md(s['cid'])}: {_md(s['reason'])}" for s in board.skipped] + [""]
     return "\n".join(lines)
