@@ -372,3 +372,49 @@ def test_sorted_views_keep_the_lanes_apart(site, sort):
     board = from_store(site.store, TRUST)
     view = parse_view({"sort": sort})
     assert [r["cid"] for r in Orders(board).rows(view)] == [r["cid"] for r in ordered_rows(board, view)]
+
+
+def test_static_site_links_only_pages_it_wrote_and_carries_the_csp(tmp_path):
+    from greenbench.leaderboard import from_store
+    from html import unescape
+
+    from greenbench.leaderboard.html import CSP, META_CSP, write_site
+
+    store = LocalStore(tmp_path / "store")
+    publish(store, 0.5)
+    other = copy.deepcopy(minimal_doc())
+    other["workload"]["digest"] = "sha256:" + "cd" * 32  # work only an unknown key did
+    env = signing.sign_result(other, OTHER, "o.json")
+    store_envelope(env, signing.verify_envelope(env), store)
+    site = tmp_path / "site"
+    write_site(from_store(store, TRUST), site, store.get_block, trust_source="t")
+    pages_written = sorted(site.rglob("*.html"))
+    assert len(pages_written) == 5  # index, two groups, two results
+    for page in pages_written:
+        html = page.read_text()
+        metas = re.findall(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">', html)
+        assert [unescape(m) for m in metas] == [META_CSP], page
+        for href in re.findall(r'href="(?!data:)([^"#?]+)"', html):
+            assert (page.parent / href).exists(), (page, href)
+    unknown = (site / f"group-sha256-{'cd' * 32}.html").read_text()
+    assert "Signed by unknown keys" in unknown and 'lane-row-' in unknown
+    assert META_CSP == CSP.replace("; frame-ancestors 'none'", "")  # the server's policy, as a meta element can carry it
+
+
+def test_profile_toml_quotes_any_key_and_round_trips():
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    from greenbench.leaderboard.html import profile_toml
+
+    odd = ["a key", "new\nline", 'say "hi"', "back\\slash", "", "dotted.key", "ünï", "tab\tdel\x7f", "=", "[x]"]
+    resolved = {**{k: f"v {k}\x1b\x7f" for k in odd}, "n": 3, "f": 0.25, "b": True, "l": [1, "2"],
+                **{k: {k: 1, "ok": [0.5]} for k in odd}}
+    doc = {"profile": {"name": "n\n[evil]\nx = 1", "digest": "d", "resolved": resolved}}
+    text = profile_toml(doc)
+    assert tomllib.loads(text) == resolved  # the name's newline stays in the comment
+    dropped = dict(resolved, none=None, big=2**64, nested={"deeper": {"x": 1}, "kept": 1})
+    again = tomllib.loads(profile_toml({"profile": {"resolved": dropped}}))
+    assert again == {**resolved, "nested": {"kept": 1}}
+    assert "left out" in profile_toml({"profile": {"resolved": dropped}})

@@ -16,7 +16,8 @@ Terms:
         host.
 
 Templates (Jinja2, ``templates/``) escape every value by default: a profile called ``<script>`` is shown,
-never run. Pages send a Content-Security-Policy that allows no script and no other origin at all.
+never run. Pages send a Content-Security-Policy that allows no script and no other origin at all; the static
+pages carry it in a ``<meta http-equiv>`` (:data:`META_CSP`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from greenbench.leaderboard.access import Fields, as_text, clean
 from greenbench.leaderboard.units import si
 
 __all__ = ["View", "ServerLinks", "StaticLinks", "Orders", "parse_view", "ordered_rows", "sorted_by", "index_page", "result_page",
-           "result_context", "write_site", "PAGE_SIZE", "CSP", "Facets", "charts_for"]
+           "result_context", "write_site", "PAGE_SIZE", "CSP", "META_CSP", "Facets", "charts_for"]
 
 PAGE_SIZE = 50
 #: The order of the lanes in every listing: measurements first.
@@ -45,6 +46,9 @@ LANE_ORDER = {"counter": 0, "estimate": 1, "simulated": 2}
 CHART_POINTS = 150
 #: The pages need nothing but themselves: no script, no other origin (images, fonts, styles all inline).
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+#: The same policy in a static page's ``<meta http-equiv>`` (a file host sends no header): without
+#: ``frame-ancestors``, which browsers ignore (and warn about) in a meta element.
+META_CSP = CSP.replace("; frame-ancestors 'none'", "")
 
 _ENV = None
 
@@ -75,6 +79,7 @@ def _env():
         )
         _ENV.filters["si"] = si
         _ENV.globals["LANE_LABEL"] = LANE_LABEL
+        _ENV.globals["META_CSP"] = META_CSP
     return _ENV
 
 
@@ -660,11 +665,19 @@ def write_site(board: Board, dest: str | os.PathLike, get_block: Callable[[str],
         files.append((dest / ("index.html" if n == 1 else f"page-{n}.html"),
                       index_page(board, view, top, trust_source=trust_source, facets=facets, charts=charts,
                                  rows=rows).encode()))
-    for group, grows in board.groups().items():
+    groups = board.groups()
+    for group, grows in groups.items():
         view = View(filters=(("group", group),))
         files.append((dest / f"group-{_group_file(group)}.html",
                       index_page(board, view, top, trust_source=trust_source, facets=facets,
                                  charts=charts_for(board, group, top), rows=grows).encode()))
+    # work that only unknown keys did: its page lists those results as such (the index links every group)
+    unknown_only = {g: grows for g, grows in board.groups(board.untrusted).items() if g not in groups}
+    for group, grows in unknown_only.items():
+        view = View(filters=(("group", group),), untrusted=True)
+        files.append((dest / f"group-{_group_file(group)}.html",
+                      index_page(board, view, top, trust_source=trust_source, facets=facets, charts={},
+                                 rows=grows).encode()))
     deep = StaticLinks(1)
     for row in board.rows + board.untrusted:
         cid = row["cid"]
@@ -681,4 +694,4 @@ def write_site(board: Board, dest: str | os.PathLike, get_block: Callable[[str],
             atomic_write_many(files)
             files = []
     atomic_write_many(files)
-    return pages + len(board.groups()) + len(board.rows) + len(board.untrusted)
+    return pages + len(groups) + len(unknown_only) + len(board.rows) + len(board.untrusted)
