@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from greenbench.errors import GreenbenchError, VerificationError
+from greenbench.leaderboard.fields import _get  # a dotted path into a document, None where it is absent
 
 __all__ = [
     "PublishOutcome",
@@ -131,14 +132,6 @@ def envelope_block(env: dict, normalized: bool = False):
 
     block = dagjson.encode(env if normalized else normalize_envelope(env))
     return cid_for(block, "dag-json"), block
-
-
-def _get(doc: Any, path: str) -> Any:
-    for part in path.split("."):
-        if not isinstance(doc, dict):
-            return None
-        doc = doc.get(part)
-    return doc
 
 
 def board_record(verified) -> dict:

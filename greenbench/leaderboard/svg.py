@@ -127,9 +127,19 @@ def scatter(points: list[dict], title: str, lines: list[list[dict]] | None = Non
                        'stroke-dasharray="4 3"/>')
     for p in pts:
         tip = f"{p.get('label', '')}: {si(p['y'], 'J')}/token at {si(p['x'], 'tok/s')} ({p['lane']})"
-        mark = _marker(p["lane"], xa(p["x"]), ya(p["y"]))
-        mark = mark.replace("/>", f"><title>{escape(tip)}</title></{mark[1:mark.index(' ')]}>", 1)
-        out.append(f'<a href="{escape(p["href"])}">{mark}</a>' if p.get("href") else mark)
+        out.append(_point(p, xa(p["x"]), ya(p["y"]), tip))
+    return _finish(out, pts, note)
+
+
+def _point(p: dict, x: float, y: float, tip: str) -> str:
+    """A point's marker with its tooltip, linked to its result page when it has one."""
+    mark = _marker(p["lane"], x, y)
+    mark = mark.replace("/>", f"><title>{escape(tip)}</title></{mark[1:mark.index(' ')]}>", 1)
+    return f'<a href="{escape(p["href"])}">{mark}</a>' if p.get("href") else mark
+
+
+def _finish(out: list[str], pts: list[dict], note: str) -> str:
+    """The legend of the lanes drawn, the note under the chart, and the closing tag."""
     out += _legend(p["lane"] for p in pts)
     if note:
         out.append(f'<text x="{_M["left"]}" y="{_H - 2}" font-size="10" fill="#555">{escape(note)}</text>')
@@ -165,14 +175,8 @@ def strip(points: list[dict], title: str, note: str = "") -> str:
         lane_w = span * 0.8 / len(lanes_in)
         x = _M["left"] + span * i + span * 0.1 + lane_w * (k + 0.5) + ((n * 7919) % 100 / 100 - 0.5) * lane_w * 0.6
         tip = f"{p.get('label', '')}: {si(p['y'], 'J')}/token ({p['lane']})"
-        mark = _marker(p["lane"], x, ya(p["y"]))
-        mark = mark.replace("/>", f"><title>{escape(tip)}</title></{mark[1:mark.index(' ')]}>", 1)
-        out.append(f'<a href="{escape(p["href"])}">{mark}</a>' if p.get("href") else mark)
-    out += _legend(p["lane"] for p in pts)
-    if note:
-        out.append(f'<text x="{_M["left"]}" y="{_H - 2}" font-size="10" fill="#555">{escape(note)}</text>')
-    out.append("</svg>")
-    return "".join(out)
+        out.append(_point(p, x, ya(p["y"]), tip))
+    return _finish(out, pts, note)
 
 
 def series(named: dict[str, list[float]], title: str, unit: str = "J") -> str:

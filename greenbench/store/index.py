@@ -522,15 +522,7 @@ class Index:
 
     def index_results(self, items: Iterable[tuple[str, dict[str, Any]]]) -> int:
         """Add (or replace) the rows of many results in one transaction; returns how many."""
-        rows = [self._result_row(cid, info) for cid, info in items]
-        if not rows:
-            return 0
-
-        def run(c: sqlite3.Connection) -> int:
-            self._insert(c, rows)
-            return len(rows)
-
-        return self._write(run)
+        return self.insert_rows([self._result_row(cid, info) for cid, info in items])
 
     def replace_results(self, items: Iterable[tuple[str, dict[str, Any]]]) -> int:
         """Replace every result row by ``items`` (one transaction); returns how many rows there are now."""
