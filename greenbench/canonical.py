@@ -95,19 +95,21 @@ def canonical_bytes_of_json(doc: Any) -> bytes:
 #: Documents with more objects and arrays than this go the general way, which alone decides how deep is too
 #: deep (the C encoder nests deeper than the general way's recursion): both then answer alike.
 _FAST_CONTAINERS = 500
-_NUMBER_HEAD = re.compile(r"[-+.e0-9]{1,32}\Z").search
-_NUMBER_TAIL = re.compile(r"[-+.e0-9]*").match
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[+-]\d+)?").match
 
 
 def _number_at(text: str, at: int, spans: set[tuple[int, int]]) -> int:
-    """Add the span of the number token around ``text[at]`` when one stands there as a value; returns
-    where the characters a number is made of end."""
-    end = _NUMBER_TAIL(text, at).end()
-    head = _NUMBER_HEAD(text, max(0, at - 32), at)
-    start = head.start() if head else at
-    if start > 0 and end < len(text) and text[start - 1] in ":,[" and text[end] in ",]}":
-        spans.add((start, end))
-    return max(end, at + 1)
+    """Add the span of the number token around ``text[at]`` when one stands there as a value (right after
+    ``:``, ``,`` or ``[``, right before ``,``, ``]`` or ``}``); returns where to look on from."""
+    lo = max(0, at - 32)  # a double's repr is at most 24 characters; longer integers are found at their start
+    start = max(text.rfind(":", lo, at + 1), text.rfind(",", lo, at + 1), text.rfind("[", lo, at + 1)) + 1
+    if start == 0:
+        return at + 1
+    m = _NUMBER(text, start)
+    if m is None or m.end() <= at or m.end() >= len(text) or text[m.end()] not in ",]}":
+        return at + 1
+    spans.add((start, m.end()))
+    return m.end()
 
 
 def _utf16(key: str) -> bytes:

@@ -134,5 +134,8 @@ def task(ident: dict) -> dict:
 
 
 def task_digest(ident: dict) -> str:
-    """``sha256:<hex>`` of :func:`task` (``ValueError``/``TypeError`` for an identity that is not JSON)."""
-    return digest(task(ident))
+    """``sha256:<hex>`` of :func:`task` of an identity read from a result (decoded JSON, so string keys:
+    the fast canonical encoder gives the same bytes; ``ValueError``/``TypeError`` for one that is not JSON)."""
+    from greenbench.canonical import canonical_bytes_of_json
+
+    return "sha256:" + hashlib.sha256(canonical_bytes_of_json(task(ident))).hexdigest()
