@@ -35,22 +35,32 @@ def test_sigint_writes_partial_result(tmp_path):
     prof = tmp_path / "long.toml"
     prof.write_text(PROFILE)
     out = tmp_path / "out"
-    env = dict(os.environ, COLUMNS="200")
+    env = dict(os.environ, COLUMNS="200", PYTHONFAULTHANDLER="1")  # a hang dumps its threads on SIGABRT
     proc = subprocess.Popen(
         [sys.executable, "-c", "from greenbench.cli import main; main()", "run", str(prof), "--out", str(out), "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
     )
-    # Wait for the session to be loaded (status line on stderr), then let a few repeats complete.
-    deadline = time.monotonic() + 60
-    seen = ""
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        seen += line
-        if "ExecutionProvider" in line or not line:
-            break
-    time.sleep(1.5)
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
+    try:
+        # Wait for the session to be loaded (status line on stderr), then let a few repeats complete.
+        deadline = time.monotonic() + 60
+        seen = ""
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            seen += line
+            if "ExecutionProvider" in line or not line:
+                break
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGINT)
+        try:
+            stdout, stderr = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # say where it was, and leave no process running for the next tests
+            proc.send_signal(signal.SIGABRT)
+            _, stderr = proc.communicate(timeout=30)
+            pytest.fail(f"greenbench run did not stop within 60 s of Ctrl-C; its threads then:\n{stderr[-8000:]}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 130, seen + stderr
     assert "Traceback" not in stderr
     files = list(out.glob("long-*-partial.json"))
