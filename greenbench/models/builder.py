@@ -183,18 +183,7 @@ def genai_config(cfg: LlamaConfig) -> dict:
 def hf_config(cfg: LlamaConfig) -> dict:
     """A Hugging Face ``config.json`` (LlamaConfig fields) for the built model."""
     return {
-        "architectures": ["LlamaForCausalLM"],
-        "model_type": "llama",
-        "hidden_size": cfg.hidden,
-        "intermediate_size": cfg.ffn,
-        "num_hidden_layers": cfg.layers,
-        "num_attention_heads": cfg.heads,
-        "num_key_value_heads": cfg.kv_heads,
-        "head_dim": cfg.head_dim,
-        "vocab_size": cfg.vocab,
-        "max_position_embeddings": cfg.max_seq_len,
-        "rope_theta": cfg.rope_theta,
-        "rms_norm_eps": cfg.rms_eps,
+        **cfg.hf_fields(),
         "bos_token_id": 1,
         "eos_token_id": 2,
         "tie_word_embeddings": False,

@@ -93,6 +93,24 @@ class LlamaConfig:
         doc = {"builder_version": BUILDER_VERSION, "config": self.to_dict()}
         return hashlib.sha256(canonical_bytes(doc)).hexdigest()
 
+    def hf_fields(self) -> dict:
+        """The architecture in a Hugging Face ``LlamaConfig``'s field names (the part of ``config.json`` both
+        the ONNX builder and the safetensors export write)."""
+        return {
+            "architectures": ["LlamaForCausalLM"],
+            "model_type": "llama",
+            "hidden_size": self.hidden,
+            "intermediate_size": self.ffn,
+            "num_hidden_layers": self.layers,
+            "num_attention_heads": self.heads,
+            "num_key_value_heads": self.kv_heads,
+            "head_dim": self.head_dim,
+            "vocab_size": self.vocab,
+            "max_position_embeddings": self.max_seq_len,
+            "rope_theta": self.rope_theta,
+            "rms_norm_eps": self.rms_eps,
+        }
+
     @property
     def q_dim(self) -> int:
         return self.heads * self.head_dim

@@ -18,18 +18,7 @@ from greenbench.models.config import LlamaConfig
 def hf_config(cfg: LlamaConfig) -> dict:
     """The ``config.json`` of ``cfg`` as a ``LlamaForCausalLM``."""
     return {
-        "architectures": ["LlamaForCausalLM"],
-        "model_type": "llama",
-        "hidden_size": cfg.hidden,
-        "intermediate_size": cfg.ffn,
-        "num_hidden_layers": cfg.layers,
-        "num_attention_heads": cfg.heads,
-        "num_key_value_heads": cfg.kv_heads,
-        "head_dim": cfg.head_dim,
-        "vocab_size": cfg.vocab,
-        "max_position_embeddings": cfg.max_seq_len,
-        "rope_theta": cfg.rope_theta,
-        "rms_norm_eps": cfg.rms_eps,
+        **cfg.hf_fields(),
         "hidden_act": "silu",
         "attention_bias": False,
         "mlp_bias": False,

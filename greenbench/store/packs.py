@@ -176,38 +176,20 @@ class Packs:
 
     def trailer_rows(self, path: Path) -> list[tuple[bytes, int, int]]:
         """The rows a pack's trailer lists ([] without a valid trailer, or when the pack is gone)."""
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            return []
-        except OSError as exc:
-            raise os_error(exc, "read", path) from None
-        try:
-            return read_trailer(fd, os.fstat(fd).st_size)
-        except OSError as exc:
-            raise os_error(exc, "read", path) from None
-        finally:
-            os.close(fd)
+        return _reading(path, lambda fd: read_trailer(fd, os.fstat(fd).st_size))
 
     def verified_rows(self, path: Path) -> list[Row]:
         """The rows of a pack's trailer whose blocks verify; [] for a pack without a valid trailer."""
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            return []
-        except OSError as exc:
-            raise os_error(exc, "read", path) from None
-        try:
+
+        def verified(fd: int) -> list[Row]:
             rows = []
             for mh, offset, length in read_trailer(fd, os.fstat(fd).st_size):
                 cid = raw_cid(mh)
                 if cid is not None and cid.can_verify and cid.verify(os.pread(fd, length, offset)):
                     rows.append((mh, path.name, offset, length))
             return rows
-        except OSError as exc:
-            raise os_error(exc, "read", path) from None
-        finally:
-            os.close(fd)
+
+        return _reading(path, verified)
 
     def reindex_unlocked(self, conn=None) -> int:
         """Index every pack nobody holds the lock of, each under its lock, one transaction each (a writer
@@ -357,3 +339,19 @@ class Pack:
         for fd in {self.fd, self.lock_fd} - {-1}:
             os.close(fd)
         self.fd = self.lock_fd = -1
+
+
+def _reading(path: Path, read: Callable[[int], list]) -> list:
+    """``read(fd)`` of the pack at ``path`` ([] when the pack is gone); a failing read is a StoreError naming it."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise os_error(exc, "read", path) from None
+    try:
+        return read(fd)
+    except OSError as exc:
+        raise os_error(exc, "read", path) from None
+    finally:
+        os.close(fd)
