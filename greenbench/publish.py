@@ -500,7 +500,7 @@ def prepare_file(path: str | os.PathLike, from_directory: bool = False) -> Prepa
                 seen = sidecar.read_bytes()
             except OSError:
                 seen = None
-            beside = _envelope_of(seen, hashlib.sha256(body).hexdigest())
+            beside = _envelope_of(seen, body)
             if beside is not None and (from_directory or did in beside[1].signers[1:] or
                                        (did in beside[1].signers and len(beside[1].signers) > 1)):
                 # the envelope beside it is this result's, signed by others too: published as it is (signing
@@ -596,9 +596,9 @@ def _keep_aside(target: Path) -> Path:
     raise OSError(f"no free name to keep {target} aside")
 
 
-def _envelope_of(data: bytes | None, sha256: str):
+def _envelope_of(data: bytes | None, body: bytes):
     """``(envelope, Verified)`` when ``data`` is a valid envelope (any signer) of the result whose canonical
-    bytes hash to ``sha256``; else None (absent, not an envelope, not verifying, or another result's)."""
+    bytes are ``body``; else None (absent, not an envelope, not verifying, or another result's)."""
     from greenbench import signing
 
     if data is None:
@@ -610,7 +610,7 @@ def _envelope_of(data: bytes | None, sha256: str):
         verified = signing.verify_envelope(env)
     except (GreenbenchError, ValueError, UnicodeDecodeError):
         return None
-    return (env, verified) if verified.sha256 == sha256 else None
+    return (env, verified) if verified.sha256 == hashlib.sha256(body).hexdigest() else None
 
 
 def _is_json_envelope(data: bytes) -> bool:
