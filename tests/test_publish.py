@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import re
@@ -123,6 +124,35 @@ def test_publish_malformed_is_exit_2(env, content):
     (env / "x.json").write_text(content)
     r = run("publish", "x.json", "--store", "st")
     assert r.exit_code == 2 and "error:" in r.stderr
+
+
+def test_publish_refuses_duplicate_keys_and_nan_whatever_the_spelling(env):
+    from greenbench.canonical import canonical_bytes
+
+    body = canonical_bytes(RESULT)
+    dup = body[:-1] + b',"backend":"cuda"}'  # sorted, compact: only the duplicate makes it non-canonical
+    nan = body.replace(b'"j_per_token":0.25', b'"j_per_token":NaN')
+    for name, data in (("dup.json", dup), ("nan.json", nan), ("dupnl.json", dup + b"\n")):
+        (env / name).write_bytes(data)
+        r = run("publish", name, "--store", "st")
+        assert r.exit_code == 2 and r.stdout == "", (name, r.stderr)
+        assert ("duplicate key" in r.err) if name.startswith("dup") else ("NaN is not JSON" in r.err)
+    assert not (env / "st").exists() or not list(LocalStore(env / "st").iter_cids())
+
+
+def test_publish_signs_the_canonical_bytes_of_any_spelling(env):
+    from greenbench.canonical import canonical_bytes
+
+    (env / "pretty.json").write_text(json.dumps(RESULT, indent=2))
+    (env / "canon.json").write_bytes(canonical_bytes(RESULT) + b"\n")
+    store = LocalStore(env / "st")
+    digests = set()
+    for name in ("pretty.json", "canon.json", "r.json"):
+        cid = CID.decode(run("publish", name, "--store", "st").stdout.strip())
+        v = signing.verify_envelope(dagjson.decode(store.get_block(cid)))
+        assert v.result == RESULT and v.subject_name == name
+        digests.add(v.sha256)
+    assert digests == {hashlib.sha256(canonical_bytes(RESULT)).hexdigest()}
 
 
 # ----------------------------------------------------------------------------- greenbench server
@@ -329,3 +359,24 @@ def test_an_envelope_that_cannot_be_written_fails_that_file_only(env):
     assert "a.json" in r.err and "not a regular file" in r.err and ".tmp" not in r.err
     assert (d / "b.dsse.json").is_file()
     assert len(LocalStore(env / "st").query_results()) == 2  # a is stored all the same, and says so
+
+
+def test_collect_paths_finds_json_below_directories_in_path_order(tmp_path):
+    root = tmp_path / "in"
+    for rel in ("b.json", "a.json", "a.dsse.json", "lone.dsse.json", ".hidden.json", "notes.txt",
+                "sub/z.json", "sub-x/y.json", "sub/deeper/w.json", ".dot/v.json"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("{}")
+    (root / "dir.json").mkdir()  # a directory named *.json is walked, not published
+    (root / "dir.json" / "u.json").write_text("{}")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "o.json").write_text("{}")
+    (root / "link").symlink_to(outside, target_is_directory=True)  # not followed
+    (root / "flink.json").symlink_to(outside / "o.json")  # a link to a file is published
+    got = [os.path.relpath(p, root) for p, found in publish.collect_paths([root]) if found]
+    assert got == [".dot/v.json", "a.json", "b.json", "dir.json/u.json", "flink.json", "lone.dsse.json",
+                   "sub/deeper/w.json", "sub/z.json", "sub-x/y.json"]
+    assert publish.collect_paths([root / "a.dsse.json"]) == [(str(root / "a.dsse.json"), False)]
+    with pytest.raises(publish.GreenbenchError, match="no such file"):
+        publish.collect_paths([root / "missing.json"])
