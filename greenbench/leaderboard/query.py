@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Callable
 
 from greenbench.canonical import json_string
 from greenbench.leaderboard import _CID, _SIGNERS, _STATIC, LANES, RANK_COLUMNS, _as_row, _matches, rank
@@ -51,12 +51,14 @@ def _texts(entries: list) -> list[str]:
 assert list(LANES) == sorted(LANES), "the index's order of lanes is their names' order"
 
 
-def _sorted_by_sqlite(store, trust, trusted_only: bool, include_partial: bool) -> tuple[list[str], list[str]] | None:
+def _sorted_by_sqlite(store, trust, trusted_only: bool, include_partial: bool) -> Callable[[Callable], list[bytes]] | None:
     """The common case, faster: no result stored twice, every envelope with one signer, no filter. SQLite
     sorts the row ids into board order (the sort :func:`greenbench.leaderboard.rank` does: work, lane, ranked
     before unranked, J/token, date, CID; the ids alone, so the sorter never carries a row's bytes), the rows
-    are read once, and one pass assigns the ranks. None when the index holds a duplicate or a multi-signer envelope (then :func:`rank`
-    does it all)."""
+    are read once, and one pass assigns the ranks. Returns ``emit(write)``, which writes the ranked rows'
+    JSON (comma-separated) through ``write`` a few thousand at a time as they are made (100 MB of them are
+    never held at once) and returns the untrusted rows'; None when the index holds a duplicate or a
+    multi-signer envelope (then :func:`rank` does it all)."""
     # the store's index board_order holds exactly this order (lanes sort by name as LANES lists them)
     order = "ORDER BY work, lane, (j_per_token IS NULL OR partial), coalesce(j_per_token, 0), coalesce(created, ''), cid"
     where = f"WHERE fields = ? AND verdict = 'ok'{'' if include_partial else ' AND NOT partial'}"
@@ -66,50 +68,70 @@ def _sorted_by_sqlite(store, trust, trusted_only: bool, include_partial: bool) -
         f"SELECT rowid, cid, signers, work, lane, j_per_token IS NOT NULL AND NOT partial, CAST(static AS BLOB), sha256 "
         f"FROM board {where}", (FIELDS_VERSION,))}
     rows = [by_id[i] for (i,) in order_ids]
+    del by_id, order_ids
     ids = "".join([r[0] + r[1] for r in rows])
     if "\n" in ids or not ids.isascii() or _NEEDS_ESCAPE(ids) or len({r[6] for r in rows}) != len(rows):
         return None
     keys = getattr(trust, "keys", trust) or frozenset()
-    ranked: list[bytes] = []
-    others: list[bytes] = []
-    lane: list = []  # the current group and lane's trusted rows: (cid, signer, rank, static)
-    here, n = None, 0
 
-    def flush() -> None:
-        for cid, signer, position, static in lane:
-            ranked.append(b'{"cid":"%s","cids":["%s"],"signers":["%s"],"signer":"%s","trusted":true,"rank":%s,'
-                          b'"lane_size":%d,%s' % (cid, cid, signer, signer, b"null" if position is None else b"%d" % position,
-                                                  n, static[1:]))
-        lane.clear()
+    def emit(write: Callable[[bytes], Any]) -> list[bytes]:
+        others: list[bytes] = []
+        out: list[bytes] = []
+        lane: list = []  # the current group and lane's trusted rows: (cid, signer, rank, static)
+        here, n, first = None, 0, True
 
-    for cid_text, signer_text, work, lane_name, rankable, static, _ in rows:
-        cid, signer = cid_text.encode("ascii"), signer_text.encode("ascii")  # checked: no escapes, no newline
-        if signer_text in keys:
-            if (work, lane_name) != here:
-                flush()
-                here, n = (work, lane_name), 0
-            if rankable:
-                n += 1
-                lane.append((cid, signer, n, static))
-            else:
-                lane.append((cid, signer, None, static))
-        elif not trusted_only:
-            others.append(b'{"cid":"%s","cids":["%s"],"signers":["%s"],"signer":"%s","trusted":false,'
-                          b'"rank":null,"lane_size":null,%s' % (cid, cid, signer, signer, static[1:]))
-    flush()
-    return ranked, others
+        def flush() -> None:
+            nonlocal first
+            for cid, signer, position, static in lane:
+                out.append(b'{"cid":"%s","cids":["%s"],"signers":["%s"],"signer":"%s","trusted":true,"rank":%s,'
+                           b'"lane_size":%d,%s' % (cid, cid, signer, signer,
+                                                   b"null" if position is None else b"%d" % position, n, static[1:]))
+            lane.clear()
+            if len(out) >= _STEP:
+                write((b"" if first else b",") + b",".join(out))
+                out.clear()
+                first = False
+
+        for i, (cid_text, signer_text, work, lane_name, rankable, static, _) in enumerate(rows):
+            rows[i] = None  # its bytes are freed once written: the next rows' reuse that memory
+            cid, signer = cid_text.encode("ascii"), signer_text.encode("ascii")  # checked: no escapes, no newline
+            if signer_text in keys:
+                if (work, lane_name) != here:
+                    flush()
+                    here, n = (work, lane_name), 0
+                if rankable:
+                    n += 1
+                    lane.append((cid, signer, n, static))
+                else:
+                    lane.append((cid, signer, None, static))
+            elif not trusted_only:
+                others.append(b'{"cid":"%s","cids":["%s"],"signers":["%s"],"signer":"%s","trusted":false,'
+                              b'"rank":null,"lane_size":null,%s' % (cid, cid, signer, signer, static[1:]))
+        flush()
+        if out:
+            write((b"" if first else b",") + b",".join(out))
+        return others
+
+    return emit
 
 
-def _write_json(write, rows: list[bytes], others: list[bytes], skipped: list[dict]) -> None:
+#: Rows per write: a few MB.
+_STEP = 4000
+
+
+def _write_json(write, rows, others: list[bytes], skipped: list[dict]) -> None:
     """``{"rows", "untrusted", "skipped"}`` through ``write`` a few thousand rows at a time (a board of 100,000
-    rows is over 100 MB: never one more copy of it than needed)."""
-    step = 4000
+    rows is over 100 MB: never one more copy of it than needed). ``rows``: the ranked rows' JSON, or a
+    function that writes them (comma-separated) and returns ``others`` (:func:`_sorted_by_sqlite`)."""
     write(b'{"rows":[')
-    for name, items in ((None, rows), (b'],"untrusted":[', others)):
-        if name:
-            write(name)
-        for i in range(0, len(items), step):
-            write((b"," if i else b"") + b",".join(items[i:i + step]))
+    if callable(rows):
+        others = rows(write)
+    else:
+        for i in range(0, len(rows), _STEP):
+            write((b"," if i else b"") + b",".join(rows[i:i + _STEP]))
+    write(b'],"untrusted":[')
+    for i in range(0, len(others), _STEP):
+        write((b"," if i else b"") + b",".join(others[i:i + _STEP]))
     write(b'],"skipped":' + json.dumps(skipped, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"}")
 
 
@@ -124,7 +146,7 @@ def board_json(store, trust, *, trusted_only: bool = False, include_partial: boo
     if fast is not None:
         bad = store.index.read_sql("SELECT cid, verdict FROM board WHERE fields = ? AND verdict IS NOT 'ok' ORDER BY rowid",
                                    (FIELDS_VERSION,))
-        rows, others, skipped = fast[0], fast[1], stale + [{"cid": c, "reason": v or "not verified"} for c, v in bad]
+        rows, others, skipped = fast, [], stale + [{"cid": c, "reason": v or "not verified"} for c, v in bad]
     else:
         table = store.board_rows(FIELDS_VERSION, None if wanted else RANK_COLUMNS)
         ranked, untrusted, found = rank(table, trust, trusted_only=trusted_only, include_partial=include_partial)
