@@ -53,22 +53,19 @@ assert list(LANES) == sorted(LANES), "the index's order of lanes is their names'
 
 def _sorted_by_sqlite(store, trust, trusted_only: bool, include_partial: bool) -> Callable[[Callable], list[bytes]] | None:
     """The common case, faster: no result stored twice, every envelope with one signer, no filter. SQLite
-    sorts the row ids into board order (the sort :func:`greenbench.leaderboard.rank` does: work, lane, ranked
-    before unranked, J/token, date, CID; the ids alone, so the sorter never carries a row's bytes), the rows
-    are read once, and one pass assigns the ranks. Returns ``emit(write)``, which writes the ranked rows'
-    JSON (comma-separated) through ``write`` a few thousand at a time as they are made (100 MB of them are
-    never held at once) and returns the untrusted rows'; None when the index holds a duplicate or a
-    multi-signer envelope (then :func:`rank` does it all)."""
+    reads the rows in board order (the sort :func:`greenbench.leaderboard.rank` does: work, lane, ranked
+    before unranked, J/token, date, CID) along the index that keeps that order, so nothing is sorted, and
+    one pass assigns the ranks. Returns ``emit(write)``, which writes the ranked rows' JSON
+    (comma-separated) through ``write`` a few thousand at a time as they are made (100 MB of them are never
+    held at once) and returns the untrusted rows'; None when the index holds a duplicate or a multi-signer
+    envelope (then :func:`rank` does it all)."""
     # the store's index board_order holds exactly this order (lanes sort by name as LANES lists them)
     order = "ORDER BY work, lane, (j_per_token IS NULL OR partial), coalesce(j_per_token, 0), coalesce(created, ''), cid"
     where = f"WHERE fields = ? AND verdict = 'ok'{'' if include_partial else ' AND NOT partial'}"
-    order_ids = store.index.read_sql(f"SELECT rowid FROM board {where} {order}", (FIELDS_VERSION,))
     # the static JSON as bytes (a BLOB): it is written out as it is stored, never decoded into str and back
-    by_id = {r[0]: r[1:] for r in store.index.read_sql(
-        f"SELECT rowid, cid, signers, work, lane, j_per_token IS NOT NULL AND NOT partial, CAST(static AS BLOB), sha256 "
-        f"FROM board {where}", (FIELDS_VERSION,))}
-    rows = [by_id[i] for (i,) in order_ids]
-    del by_id, order_ids
+    rows = store.index.read_sql(
+        f"SELECT cid, signers, work, lane, j_per_token IS NOT NULL AND NOT partial, CAST(static AS BLOB), sha256 "
+        f"FROM board {where} {order}", (FIELDS_VERSION,))
     ids = "".join([r[0] + r[1] for r in rows])
     if "\n" in ids or not ids.isascii() or _NEEDS_ESCAPE(ids) or len({r[6] for r in rows}) != len(rows):
         return None
