@@ -439,7 +439,7 @@ def collect_paths(paths: Iterable[str | os.PathLike]) -> list[tuple[str, bool]]:
     """
     out: list[tuple[str, bool]] = []
     for given in paths:
-        p = os.fspath(given)
+        p = str(Path(given))  # as pathlib spells it: "r.json/" and "d/./" are "r.json" and "d"
         if os.path.isdir(p):
             found = _json_files(p)
             # "<stem>.json" -> "<stem>.dsse.json" (signing.envelope_path_for, on strings: 100,000 paths)
@@ -635,13 +635,16 @@ def _keep_aside(target: Path) -> Path:
 
 def _canonical_result(raw: bytes) -> tuple[Any, bytes | None]:
     """``(document, its canonical bytes)`` when ``raw`` is a result object (not an envelope) written
-    canonically (as ``greenbench run`` writes results; one final newline allowed), else ``(None, None)``:
-    then it is parsed again strictly. Decoding without the strict hooks is faster, and is safe here: text
-    whose decoded document encodes back to the same bytes cannot have held a key twice (the encoding
-    would be shorter) nor NaN (which has no canonical encoding)."""
+    canonically (as ``greenbench run`` writes results; one final newline allowed), else ``(None, bytes or
+    None)``: then ``raw`` is parsed again strictly, and the bytes, when given, are the canonical bytes of what
+    that parse gives if it succeeds (a strict parse only refuses more). Decoding without the strict hooks is
+    faster, and is safe here: text whose decoded document encodes back to the same bytes cannot have held a
+    key twice (the encoding would be shorter) nor NaN (which has no canonical encoding)."""
     from greenbench import signing
     from greenbench.canonical import canonical_bytes_of_json
 
+    if raw.find(b"\n", 0, len(raw) - 1) >= 0 or raw.find(b'": ', 0, 4096) >= 0:
+        return None, None  # indented, or spaced as json.dumps spaces: not canonical (a newline in a string is "\n")
     try:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -653,7 +656,7 @@ def _canonical_result(raw: bytes) -> tuple[Any, bytes | None]:
     except ValueError:
         return None, None
     if len(raw) - len(body) not in (0, 1) or not raw.startswith(body) or (len(raw) > len(body) and raw[-1:] != b"\n"):
-        return None, None
+        return None, body  # parsed strictly next; if that succeeds, it decodes to this same document
     return doc, body
 
 

@@ -145,9 +145,10 @@ def test_publish_signs_the_canonical_bytes_of_any_spelling(env):
 
     (env / "pretty.json").write_text(json.dumps(RESULT, indent=2))
     (env / "canon.json").write_bytes(canonical_bytes(RESULT) + b"\n")
+    (env / "unsorted.json").write_text(json.dumps(dict(reversed(RESULT.items())), separators=(",", ":")))
     store = LocalStore(env / "st")
     digests = set()
-    for name in ("pretty.json", "canon.json", "r.json"):
+    for name in ("pretty.json", "canon.json", "unsorted.json", "r.json"):
         cid = CID.decode(run("publish", name, "--store", "st").stdout.strip())
         v = signing.verify_envelope(dagjson.decode(store.get_block(cid)))
         assert v.result == RESULT and v.subject_name == name
@@ -378,5 +379,9 @@ def test_collect_paths_finds_json_below_directories_in_path_order(tmp_path):
     assert got == [".dot/v.json", "a.json", "b.json", "dir.json/u.json", "flink.json", "lone.dsse.json",
                    "sub/deeper/w.json", "sub/z.json", "sub-x/y.json"]
     assert publish.collect_paths([root / "a.dsse.json"]) == [(str(root / "a.dsse.json"), False)]
+    # paths as pathlib spells them, whatever the spelling given
+    assert publish.collect_paths([f"{root}/a.json/", f"{root}/./b.json"]) == [(str(root / "a.json"), False),
+                                                                                (str(root / "b.json"), False)]
+    assert publish.collect_paths([f"{root}/sub/"]) == publish.collect_paths([root / "sub"])
     with pytest.raises(publish.GreenbenchError, match="no such file"):
         publish.collect_paths([root / "missing.json"])

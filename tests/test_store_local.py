@@ -960,3 +960,22 @@ def test_stray_files_and_bad_arguments_are_clean_errors_or_ignored(store, tmp_pa
     for bad in ("nan", "inf", float("-inf")):
         with pytest.raises(StoreError, match="finite number"):
             store.query_results(max_j_per_token=bad)
+
+
+def test_index_reader_maps_the_file_except_when_immutable(tmp_path):
+    from greenbench.store import index as index_mod
+
+    store = LocalStore(tmp_path / "st")
+    store.import_car(BASIC)  # packed blocks: the index exists, in WAL mode
+    store.index.close()
+    reader = store.index.reader()
+    assert reader.execute("PRAGMA mmap_size").fetchone()[0] == index_mod._READ_MMAP_BYTES
+    store.index.close()
+    # a reader that cannot use the WAL's shared memory falls back to immutable=1: SQLite then never re-checks
+    # the file's size, so a file shrunk in place under a map would kill the process (SIGBUS): no map there
+    shm = tmp_path / "st" / "index.sqlite-shm"
+    shm.unlink(missing_ok=True)
+    shm.symlink_to(tmp_path / "nowhere" / "x")
+    fallback = LocalStore(tmp_path / "st").index.reader()
+    assert fallback.execute("PRAGMA mmap_size").fetchone()[0] == 0
+    assert fallback.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0

@@ -308,9 +308,12 @@ class Index:
             try:
                 conn = sqlite3.connect(uri + params, uri=True, timeout=_SQLITE_TIMEOUT_S, isolation_level=None)
                 conn.execute(f"PRAGMA busy_timeout = {int(_SQLITE_TIMEOUT_S * 1000)}")
-                # pages read through a memory map, not a read(2) each: a leaderboard of 100,000 results reads
-                # 100 MB of its rows, a quarter faster so (tests/benchmarks/bench_leaderboard.py)
-                conn.execute(f"PRAGMA mmap_size = {_READ_MMAP_BYTES}")
+                if "immutable" not in params:
+                    # pages read through a memory map, not a read(2) each: a leaderboard of 100,000 results
+                    # reads 100 MB of its rows, a quarter faster so (tests/benchmarks/bench_leaderboard.py).
+                    # Not for an immutable reader: SQLite never re-checks that file's size, and a map of a
+                    # file another program shrank in place would kill this process (SIGBUS), not raise.
+                    conn.execute(f"PRAGMA mmap_size = {_READ_MMAP_BYTES}")
                 conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone()
                 break
             except sqlite3.Error as exc:
