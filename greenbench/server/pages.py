@@ -331,17 +331,17 @@ def _cid_param(request) -> tuple:
     return (("cid", str(parse_cid(request.path_params["cid"]))),)
 
 
-async def result(request):
+async def _cid_page(request, kind: str):
     try:
         params = _cid_param(request)
     except HTTPError as exc:
         return error_response(request.app.state.ctx, exc)
-    return await _page(request, "result", params)
+    return await _page(request, kind, params)
+
+
+async def result(request):
+    return await _cid_page(request, "result")
 
 
 async def result_profile(request):
-    try:
-        params = _cid_param(request)
-    except HTTPError as exc:
-        return error_response(request.app.state.ctx, exc)
-    return await _page(request, "profile", params)
+    return await _cid_page(request, "profile")
